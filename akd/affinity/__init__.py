@@ -1,0 +1,13 @@
+"""Affinities: how relations are computed from a representation (one file each).
+
+See :mod:`akd.affinity.base` for the graph/relation-axis conventions.
+"""
+
+from ..registry import Registry
+
+AFFINITIES = Registry("affinity")
+
+from .base import Affinity, Graph, Nodes  # noqa: E402
+from . import identity, gram, cosine, euclidean, angle, rbf, edge, class_edge, virtual_relation  # noqa: E402,F401
+
+__all__ = ["AFFINITIES", "Affinity", "Graph", "Nodes"]

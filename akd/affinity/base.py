@@ -1,0 +1,84 @@
+"""Contracts shared by all affinities.
+
+An affinity maps one representation ``X`` (rows = nodes, flattened to ``[N, D]``)
+to one or more *graphs*.  Every graph is a tensor whose **last axis is the
+relation axis**: normalisations act along it and row-wise losses reduce over it.
+
+=============  =====================  ==========================================
+kind           shape                  meaning of the last axis
+=============  =====================  ==========================================
+``instance``   ``[N, D]``             the features of node i (identity)
+``sample``     ``[N, N]`` or          row i of a pairwise matrix, or the edge
+               ``[N, N, D]``          vector of pair (i, j)
+``class``      ``[C, C, N]``          edge vector of class pair (a, b) over nodes
+``triplet``    ``[N, N, N]``          angles at apex i between j and all k
+=============  =====================  ==========================================
+
+Pruning masks address the first two axes (node or class pairs) of ``sample``
+and ``class`` graphs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """Layout of the rows of a representation: ``batch`` real images, then ``views`` virtual views of them.
+
+    Row ``v * batch + i`` is view ``v`` (0 = real) of image ``i``.
+    """
+
+    batch: int
+    views: int = 0
+
+    @property
+    def n(self) -> int:
+        return (1 + self.views) * self.batch
+
+    def view_index(self, device=None) -> Tensor:
+        return torch.arange(self.n, device=device) // self.batch
+
+
+@dataclass
+class Graph:
+    """One relation graph produced by an affinity."""
+
+    name: str
+    rel: Tensor
+    kind: str
+    weight: float = 1.0
+
+
+class Affinity(nn.Module):
+    """Base class: subclasses implement :meth:`relation` (one graph) or override :meth:`graphs`."""
+
+    kind: ClassVar[str] = "sample"
+    #: every entry is >= 0 (needed by the ``l1``/``mean`` normalisations and by ``kl``)
+    nonnegative: bool = False
+    #: number of virtual views this affinity reads (0: real view only)
+    views: int = 0
+
+    def relation(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def graphs(self, x: Tensor, nodes: Nodes) -> list[Graph]:
+        return [Graph("", self.relation(x), self.kind)]
+
+    @property
+    def graph_kinds(self) -> set[str]:
+        return {self.kind}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relation(x)
+
+
+def pairwise_sq_dists(x: Tensor) -> Tensor:
+    """‖x_i − x_j‖² via the Gram identity ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j, clamped at 0."""
+    sq = x.pow(2).sum(-1)
+    return (sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * x @ x.t()).clamp_min(0.0)

@@ -1,0 +1,47 @@
+"""Errors akd raises for problems a user can fix.
+
+Every :class:`AkdError` is a *user* error: the CLI prints its one-line message
+and exits with code 2 (no traceback unless ``--debug``).  Programming errors stay
+ordinary Python exceptions.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class AkdError(Exception):
+    """Base class of user-facing errors (exit code 2 on the CLI)."""
+
+    exit_code = 2
+
+
+class ConfigError(AkdError, ValueError):
+    """A name, parameter, combination or config value is invalid."""
+
+
+class DataError(AkdError):
+    """A data set is missing, truncated or fails its checksum."""
+
+
+class CheckpointError(AkdError):
+    """A checkpoint is missing, truncated, corrupt or does not match."""
+
+
+class TrainingDiverged(AkdError):
+    """A loss term became NaN/inf; the run stopped and kept its last good checkpoint."""
+
+
+def closest(value: str, choices: Iterable[str]) -> str | None:
+    """The closest of ``choices`` to ``value`` (difflib ratio), or None."""
+    m = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.5)
+    return m[0] if m else None
+
+
+def unknown(kind: str, value: str, choices: Iterable[str]) -> ConfigError:
+    """A ConfigError for an unknown name: names the value, the choices and the closest match."""
+    choices = sorted(choices)
+    near = closest(value, choices)
+    hint = f" (did you mean '{near}'?)" if near else ""
+    return ConfigError(f"unknown {kind} '{value}'{hint}; valid choices: {', '.join(choices)}")

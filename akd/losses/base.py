@@ -1,0 +1,54 @@
+"""Contract of matching losses.
+
+``loss(s, t, mask=None, targets=None) -> scalar`` compares the student relation ``s``
+with the teacher relation ``t`` (same shape; relation axis last).
+
+Masks (pruned edges): an optional bool tensor over the **first two axes** of the relation
+(node or class pairs), or of the relation's full shape.  Element-wise losses average over
+the kept elements only; row-wise losses (``kl``, ``cosine``) average over kept rows.  A
+masked-out entry contributes neither value nor gradient (``torch.where``, so even a NaN in
+a pruned entry cannot leak).  An all-pruned mask gives 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def _expand(mask: Tensor, like: Tensor) -> Tensor:
+    while mask.dim() < like.dim():
+        mask = mask.unsqueeze(-1)
+    return mask.expand_as(like)
+
+
+def masked_mean(elem: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of ``elem`` over entries where ``mask`` (broadcast over trailing axes) is True."""
+    if mask is None:
+        return elem.mean()
+    m = _expand(mask, elem)
+    return torch.where(m, elem, elem.new_zeros(())).sum() / m.sum().clamp_min(1)
+
+
+def masked_sum(elem: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(Σ kept entries of ``elem``, number of kept positions of the mask's own shape)."""
+    if mask is None:
+        return elem.sum(), elem.new_tensor(float(elem.shape[0] * (elem.shape[1] if elem.dim() > 1 else 1)))
+    m = _expand(mask, elem)
+    return torch.where(m, elem, elem.new_zeros(())).sum(), mask.sum().to(elem.dtype).clamp_min(1)
+
+
+class MatchLoss(nn.Module):
+    #: element-wise (masks may address entries); False: row-wise over the relation axis
+    elementwise: bool = True
+    #: needs probability rows (softmax / l1 normalisation)
+    needs_probabilities: bool = False
+    #: reads the labels
+    needs_targets: bool = False
+    #: reads the teacher
+    uses_teacher: bool = True
+    #: instance term: reads raw logits rows (affinity identity, norm none)
+    instance: bool = False
+
+    def forward(self, s: Tensor, t: Tensor | None, mask: Tensor | None = None, targets: Tensor | None = None) -> Tensor:
+        raise NotImplementedError  # pragma: no cover

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from torch import Tensor
+
+from . import LOSSES
+from .base import MatchLoss, masked_mean
+
+
+@LOSSES.register("l1", aliases=("mae",))
+class L1Loss(MatchLoss):
+    """Mean absolute error  L = mean_kept |s − t|."""
+
+    def forward(self, s: Tensor, t: Tensor, mask: Tensor | None = None, targets: Tensor | None = None) -> Tensor:
+        return masked_mean((s - t).abs(), mask)

@@ -1,0 +1,335 @@
+"""Declarative objectives: terms of (pre →) affinity → normalisation → loss, summed with weights.
+
+A *term* is a dict::
+
+    {"source": "logits", "affinity": "virtual-relation", "norm": "zs", "loss": "mse",
+     "weight": 1.0, "pre": None, "redundant": "none", "unreliable": "none", "quantile": 0.9,
+     "name": None}
+
+``affinity``/``norm``/``loss``/``pre`` are registry specs (name, ``"name(k=v)"`` or dict).
+An *objective* is an ``nn.Module`` built from a list of terms, a preset name (``"rkd"``), a
+``{"terms": [...]}`` / ``{"method": ...}`` dict (TOML), or a triple ``"affinity/norm/loss"``.
+Everything is validated at build time; calling it never re-parses anything::
+
+    obj = build_objective("rkd")
+    losses = obj({"pooled": f_s}, {"pooled": f_t}, targets=y)
+    losses["total"]        # weighted sum; each term also under its own name (weighted)
+
+Representations (``source``): ``logits`` [N, C], ``pooled`` [N, D], ``map`` [N, C, H, W]
+(flattened to [N, C·H·W] before the affinity).  When the objective reads virtual views
+(``obj.views = k > 0``) every representation holds the real view first and then the k
+virtual views, N = (1+k)·B; terms whose affinity reads no views use the first B rows only.
+Teacher relations are computed without gradient.  Relations are computed in fp32 with
+autocast disabled.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .affinity import AFFINITIES, Affinity, Nodes
+from .errors import ConfigError, closest, unknown
+from .losses import LOSSES, MatchLoss
+from .normalization import NORMALIZATIONS, Normalization
+from .pruning import REDUNDANT, UNRELIABLE, joint_entropy_mask, redundant_mask
+from .registry import format_spec, parse_spec
+
+REPRESENTATIONS = ("logits", "pooled", "map")
+TERM_KEYS = ("name", "source", "affinity", "norm", "loss", "weight", "pre", "redundant", "unreliable", "quantile")
+PAIRWISE_KINDS = {"sample", "class"}
+
+
+def _spec_str(spec: Any, family: str) -> str:
+    name, params = parse_spec(spec, family)
+    return format_spec(name, params)
+
+
+class Term(nn.Module):
+    """One weighted term: ``weight · loss(norm(affinity(pre(x_s))), norm(affinity(pre(x_t))), mask)``."""
+
+    def __init__(self, cfg: Mapping[str, Any], index: int = 0):
+        super().__init__()
+        where = f"term {index}" + (f" ('{cfg['name']}')" if cfg.get("name") else "")
+        bad = [k for k in cfg if k not in TERM_KEYS]
+        if bad:
+            near = closest(bad[0], TERM_KEYS)
+            hint = f" (did you mean '{near}'?)" if near else ""
+            raise ConfigError(f"{where}: unknown key '{bad[0]}'{hint}; valid keys: {', '.join(TERM_KEYS)}")
+        if "loss" not in cfg:
+            raise ConfigError(f"{where}: a term needs a 'loss' (one of {', '.join(LOSSES.names())})")
+        self.loss: MatchLoss = LOSSES.build(cfg["loss"])
+        default_aff = "identity" if self.loss.instance else None
+        aff_spec = cfg.get("affinity", default_aff)
+        if aff_spec is None:
+            raise ConfigError(f"{where}: a relational term needs an 'affinity' (one of {', '.join(AFFINITIES.names())})")
+        self.affinity: Affinity = AFFINITIES.build(aff_spec)
+        self.norm: Normalization = NORMALIZATIONS.build(cfg.get("norm", "none"))
+        pre = cfg.get("pre")
+        self.pre: Normalization | None = None if pre in (None, "none") else NORMALIZATIONS.build(pre)
+        self.source = cfg.get("source", "logits")
+        if self.source not in REPRESENTATIONS:
+            raise unknown("representation", self.source, REPRESENTATIONS)
+        try:
+            self.weight = float(cfg.get("weight", 1.0))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: weight={cfg.get('weight')!r} is not a number") from None
+        if not self.weight >= 0:
+            raise ConfigError(f"{where}: weight={self.weight} must be >= 0")
+        self.redundant = cfg.get("redundant", "none")
+        self.unreliable = cfg.get("unreliable", "none")
+        if self.redundant not in REDUNDANT:
+            raise unknown("redundant-edge pruning", self.redundant, REDUNDANT)
+        if self.unreliable not in UNRELIABLE:
+            raise unknown("unreliable-edge pruning", self.unreliable, UNRELIABLE)
+        q = cfg.get("quantile", 0.9)
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 < q <= 1.0:
+            raise ConfigError(f"{where}: quantile={q!r} must be a number in (0, 1]")
+        self.quantile = float(q)
+
+        aff_name = parse_spec(aff_spec, "affinity")[0]
+        norm_name = parse_spec(cfg.get("norm", "none"), "normalization")[0]
+        loss_name = parse_spec(cfg["loss"], "loss")[0]
+        self.spec = {
+            "source": self.source,
+            "affinity": _spec_str(aff_spec, "affinity"),
+            "norm": _spec_str(cfg.get("norm", "none"), "normalization"),
+            "loss": _spec_str(cfg["loss"], "loss"),
+            "weight": self.weight,
+        }
+        if self.pre is not None:
+            self.spec["pre"] = _spec_str(pre, "normalization")
+        if self.redundant != "none" or self.unreliable != "none":
+            self.spec.update(redundant=self.redundant, unreliable=self.unreliable, quantile=self.quantile)
+        self.name = str(cfg.get("name") or (loss_name if self.loss.instance else f"{aff_name}/{norm_name}/{loss_name}"))
+        self.spec["name"] = self.name
+        self._check(where, aff_name, norm_name, loss_name)
+        self._masks: dict[tuple, Tensor | None] = {}
+
+    # -- build-time validation -------------------------------------------------------------
+    def _check(self, where: str, aff: str, norm: str, loss: str) -> None:
+        combo = f"{where} ({aff} / {norm} / {loss})"
+        if self.loss.instance:
+            if aff != "identity" or norm != "none" or self.pre is not None:
+                raise ConfigError(
+                    f"{combo}: '{loss}' is an instance term on raw logits; use affinity 'identity' and norm 'none'"
+                )
+            if self.source != "logits":
+                raise ConfigError(f"{combo}: '{loss}' reads logits, not '{self.source}'")
+        nonneg = self.affinity.nonnegative and (self.pre is None or self.affinity.kind != "instance")
+        if self.norm.requires_nonnegative and not nonneg:
+            raise ConfigError(
+                f"{combo}: normalisation '{norm}' needs non-negative relations but '{aff}' can be negative "
+                f"(non-negative affinities: {', '.join(_nonnegative_affinities())})"
+            )
+        if self.loss.needs_probabilities and not self.norm.probabilities:
+            raise ConfigError(
+                f"{combo}: '{loss}' compares probability rows; '{norm}' does not produce them (use norm 'softmax', or 'l1' on a non-negative affinity)"
+            )
+        if self.redundant != "none" or self.unreliable != "none":
+            if not (self.affinity.graph_kinds & PAIRWISE_KINDS):
+                raise ConfigError(f"{combo}: edge pruning needs a pairwise graph; '{aff}' has none")
+            if not self.loss.elementwise and not getattr(self.affinity, "edge_vectors", False):
+                raise ConfigError(f"{combo}: row-wise loss '{loss}' cannot be masked per entry of a matrix relation")
+            if self.redundant in ("cross-view", "both") and self.affinity.views == 0:
+                raise ConfigError(f"{combo}: redundant='{self.redundant}' keeps only real-virtual edges but the affinity reads no virtual views")
+            if self.unreliable != "none" and "sample" not in self.affinity.graph_kinds:
+                raise ConfigError(f"{combo}: unreliable='{self.unreliable}' applies to inter-sample graphs only")
+
+    # -- properties the engine reads -------------------------------------------------------
+    @property
+    def views(self) -> int:
+        return self.affinity.views
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.loss.uses_teacher and self.weight > 0
+
+    def sources(self) -> set[str]:
+        s = {self.source}
+        if self.unreliable != "none":
+            s.add("logits")
+        return s
+
+    # -- forward ---------------------------------------------------------------------------
+    def _prep(self, x: Tensor, n: int) -> Tensor:
+        x = x[:n]
+        if x.is_inference():
+            x = x.clone()
+        return x.float().flatten(1)
+
+    def _mask(self, kind: str, size: int, nodes: Nodes, device, student: Mapping[str, Tensor]) -> Tensor | None:
+        key = (kind, size, nodes, str(device))
+        if key not in self._masks:
+            self._masks[key] = redundant_mask(kind, size, nodes, self.redundant, device)
+        mask = self._masks[key]
+        if self.unreliable == "joint-entropy" and kind == "sample":
+            keep = joint_entropy_mask(student["logits"][:size], self.quantile)
+            mask = keep if mask is None else mask & keep
+        return mask
+
+    def forward(self, student: Mapping[str, Tensor], teacher: Mapping[str, Tensor] | None, targets: Tensor | None,
+                nodes: Nodes, out: dict[str, Tensor]) -> Tensor:
+        n = nodes.batch * (1 + self.views)
+        with torch.autocast(student[self.source].device.type, enabled=False):
+            xs = self._prep(student[self.source], n)
+            xt = self._prep(teacher[self.source], n).detach() if self.loss.uses_teacher else None
+            if self.loss.instance:
+                y = targets[: nodes.batch] if targets is not None else None
+                value = self.loss(xs, xt, None, y)
+            else:
+                sub = Nodes(nodes.batch, self.views)
+                if self.pre is not None:
+                    xs = self.pre(xs)
+                    xt = self.pre(xt)
+                s_graphs = self.affinity.graphs(xs, sub)
+                with torch.no_grad():
+                    t_graphs = self.affinity.graphs(xt, sub)
+                value = xs.new_zeros(())
+                for gs, gt in zip(s_graphs, t_graphs):
+                    mask = self._mask(gs.kind, gs.rel.shape[0], sub, gs.rel.device, student)
+                    with torch.no_grad():
+                        t_rel = self.norm(gt.rel)
+                    part = self.loss(self.norm(gs.rel), t_rel, mask)
+                    if len(s_graphs) > 1:
+                        out[f"{self.name}/{gs.name}"] = (self.weight * gs.weight * part).detach()
+                    value = value + gs.weight * part
+        return self.weight * value
+
+
+class Objective(nn.Module):
+    """A weighted sum of :class:`Term` s; ``forward`` returns ``{"total": …, term name: weighted value, …}``."""
+
+    def __init__(self, terms: Sequence[Term], name: str = "custom"):
+        super().__init__()
+        if not terms:
+            raise ConfigError("an objective needs at least one term")
+        names = [t.name for t in terms]
+        for i, t in enumerate(terms):  # make names unique
+            if names.count(t.name) > 1:
+                t.name = f"{t.name}#{names[:i].count(t.name) + 1}"
+        self.terms = nn.ModuleList(terms)
+        self.name = name
+        vs = {t.views for t in terms if t.views}
+        self.views = max(vs) if vs else 0
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(t.uses_teacher for t in self.terms)
+
+    @property
+    def needs_targets(self) -> bool:
+        return any(t.loss.needs_targets for t in self.terms)
+
+    def student_sources(self) -> set[str]:
+        return set().union(*(t.sources() for t in self.terms))
+
+    def teacher_sources(self) -> set[str]:
+        return {t.source for t in self.terms if t.uses_teacher}
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The resolved terms (for run configs and tables)."""
+        return [dict(t.spec, name=t.name) for t in self.terms]
+
+    def forward(self, student: Mapping[str, Tensor], teacher: Mapping[str, Tensor] | None = None,
+                targets: Tensor | None = None, *, batch_size: int | None = None) -> dict[str, Tensor]:
+        for s in self.student_sources():
+            if s not in student:
+                raise ConfigError(f"objective '{self.name}' reads student representation '{s}', which was not provided (got {sorted(student)})")
+        if self.needs_teacher:
+            if teacher is None:
+                raise ConfigError(f"objective '{self.name}' needs teacher representations")
+            for s in self.teacher_sources():
+                if s not in teacher:
+                    raise ConfigError(f"objective '{self.name}' reads teacher representation '{s}', which was not provided (got {sorted(teacher)})")
+        if self.needs_targets and targets is None:
+            raise ConfigError(f"objective '{self.name}' needs targets (labels)")
+        n = next(iter(student.values())).shape[0]
+        if batch_size is None:
+            if n % (1 + self.views):
+                raise ConfigError(f"{n} rows cannot hold 1 real + {self.views} virtual views of a batch")
+            batch_size = n // (1 + self.views)
+        elif n < batch_size * (1 + self.views):
+            raise ConfigError(f"objective needs {(1 + self.views)} views x {batch_size} rows, got {n}")
+        nodes = Nodes(batch_size, self.views)
+        out: dict[str, Tensor] = {}
+        total = None
+        for term in self.terms:
+            v = term(student, teacher, targets, nodes, out)
+            out[term.name] = v
+            total = v if total is None else total + v
+        out["total"] = total
+        return out
+
+
+def _nonnegative_affinities() -> list[str]:
+    res = []
+    for e in AFFINITIES.entries():
+        try:
+            if e.obj().nonnegative:
+                res.append(e.name)
+        except Exception:  # pragma: no cover
+            pass
+    return res + ["cosine(shift=True)"]
+
+
+def _is_triple(spec: Any) -> bool:
+    return isinstance(spec, str) and spec.count("/") == 2
+
+
+def term_list(spec: Any) -> tuple[list[dict[str, Any]], str]:
+    """Normalise any objective spec to (list of term dicts, name)."""
+    from .methods import METHODS
+
+    if isinstance(spec, str):
+        if _is_triple(spec):
+            aff, norm, loss = (p.strip() for p in spec.split("/"))
+            return [{"affinity": aff, "norm": norm, "loss": loss}], spec
+        name, params = parse_spec(spec, "method")
+        return METHODS.build(spec), name
+    if isinstance(spec, Mapping):
+        spec = dict(spec)
+        if "terms" in spec or "method" in spec:
+            extra = [k for k in spec if k not in ("terms", "method", "name")]
+            if extra:
+                raise ConfigError(f"objective: unknown key '{extra[0]}'; valid keys: terms, method, name")
+            terms: list[dict[str, Any]] = []
+            name = spec.get("name")
+            if "method" in spec:
+                terms, name0 = term_list(spec["method"])
+                name = name or name0
+            extra_terms = spec.get("terms", [])
+            if not isinstance(extra_terms, (list, tuple)):
+                raise ConfigError("objective: 'terms' must be a list of term tables")
+            return terms + [dict(t) for t in extra_terms], str(name or "custom")
+        return [spec], "custom"
+    if isinstance(spec, (list, tuple)):
+        if len(spec) == 3 and all(isinstance(p, str) for p in spec) and not any(p in _all_method_names() for p in spec):
+            return [{"affinity": spec[0], "norm": spec[1], "loss": spec[2]}], "/".join(spec)
+        out = []
+        for t in spec:
+            if not isinstance(t, Mapping):
+                raise ConfigError(f"objective: each term must be a table/dict, got {t!r}")
+            out.append(dict(t))
+        return out, "custom"
+    raise ConfigError(f"cannot build an objective from {spec!r}; give a method name, a list of terms or a dict")
+
+
+def _all_method_names() -> set[str]:
+    from .methods import METHODS
+
+    return set(METHODS.names())
+
+
+def build_objective(spec: Any) -> Objective:
+    """Build and validate an :class:`Objective` (see the module docstring for accepted specs)."""
+    if isinstance(spec, Objective):
+        return spec
+    terms, name = term_list(spec)
+    if not terms:
+        raise ConfigError("an objective needs at least one term")
+    return Objective([Term(copy.deepcopy(t), i) for i, t in enumerate(terms)], name=name)
