@@ -1,0 +1,439 @@
+"""The ``akd`` command line: run, teacher, list, grid, compare, report, demo.
+
+User errors (:class:`akd.errors.AkdError`, click usage errors) print one line and exit
+with code 2 (130 for an interrupted run); ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import AkdError, ConfigError
+
+
+class State:
+    debug = False
+
+
+def _fail(e: BaseException) -> None:
+    if State.debug:
+        traceback.print_exc()
+    click.echo(f"error: {e}", err=True)
+    sys.exit(getattr(e, "exit_code", 2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    State.debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="akd", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except AkdError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="akd")
+def cli(debug: bool) -> None:
+    """akd: relation-based (affinity) knowledge distillation.
+
+    Every objective = affinity x normalisation x loss; VRM, RKD, CC, SP, PKT, KD and CE are
+    presets run through one engine.  `akd list` shows every registered part.
+    """
+    State.debug = State.debug or debug
+
+
+# ------------------------------------------------------------------------------------------
+# shared options
+# ------------------------------------------------------------------------------------------
+def objective_options(f):
+    opts = [
+        click.option("--method", help="Preset: ce, kd, rkd, cc, sp, pkt, vrm (see `akd list method`)."),
+        click.option("--affinity", help='Affinity spec, e.g. virtual-relation, "rbf(gamma=0.4)".'),
+        click.option("--norm", help="Normalisation spec: none, l2, zs, softmax(t=4), l1, mean."),
+        click.option("--loss", "loss_", help="Matching loss spec: mse, l1, smooth-l1, kl, frobenius, cosine."),
+        click.option("--source", help="Representation the term reads: logits (default), pooled, map."),
+        click.option("--weight", type=float, help="Weight of the relational term (default 1)."),
+        click.option("--pre", help="Normalisation applied to the representation before the affinity (e.g. zs)."),
+        click.option("--redundant", help="Redundant-edge pruning: none, symmetric, cross-view, both."),
+        click.option("--unreliable", help="Unreliable-edge pruning: none, joint-entropy."),
+        click.option("--quantile", type=float, help="Joint-entropy quantile q (default 0.9)."),
+        click.option("--ce-weight", type=float, default=None, help="Weight of the CE term added to a flag-built term (default 1; 0 drops it)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def run_options(f):
+    opts = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config; flags override it."),
+        click.option("--dataset", help='Dataset spec: fashion-mnist, cifar100, cifar10, "synthetic(n=512,classes=10)".'),
+        click.option("--data-dir", help="Folder with the data set files."),
+        click.option("--dev", type=float, help="Hold out this fraction of train as a seeded dev set (evaluate on it, not test)."),
+        click.option("--student", help="Student model spec (see `akd list model`)."),
+        click.option("--teacher", help="Teacher model spec: reuse the cached teacher or train it."),
+        click.option("--teacher-ckpt", type=click.Path(), help="Teacher weights (model.pt or a run directory)."),
+        click.option("--teacher-epochs", type=int, help="Epochs for training the teacher (default: --epochs)."),
+        click.option("--epochs", type=int, help="Epochs (default 240; milestones scale with it)."),
+        click.option("--batch-size", type=int, help="Batch size (default 64)."),
+        click.option("--lr", type=float, help="Learning rate (default 0.05; 0.01 for MobileNet/ShuffleNet)."),
+        click.option("--seed", type=int, help="Seed (init, data order and virtual views streams)."),
+        click.option("--device", help="auto (default), cpu, cuda, cuda:N."),
+        click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile student and teacher."),
+        click.option("--quiet", is_flag=True, help="No progress display."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def build_config(config_path, overrides: dict[str, Any], objective_flags: dict[str, Any]):
+    from .engine import RunConfig, config_from_dict, load_config
+
+    cfg = load_config(config_path) if config_path else RunConfig()
+    cfg = config_from_dict({k: v for k, v in overrides.items() if v is not None}, cfg, where="command line")
+    obj = objective_from_flags(objective_flags, cfg.objective)
+    if obj is not None:
+        cfg.objective = obj
+    from .objective import build_objective
+
+    build_objective(cfg.objective)  # validate now, before any data or teacher work
+    return cfg
+
+
+def objective_from_flags(fl: dict[str, Any], current: Any) -> Any:
+    """--method and/or an affinity/norm/loss term from flags (None if no objective flag given)."""
+    method = fl.get("method")
+    term_keys = ("affinity", "norm", "loss", "source", "weight", "pre", "redundant", "unreliable", "quantile")
+    term = {k: fl[k] for k in term_keys if fl.get(k) is not None}
+    if not term and method is None:
+        return None
+    if term and "loss" not in term:
+        raise ConfigError("--affinity/--norm need --loss too (e.g. --loss mse)")
+    if term and "affinity" not in term and term["loss"] not in ("ce", "kd"):
+        raise ConfigError("--loss needs --affinity too (e.g. --affinity virtual-relation)")
+    terms = []
+    if method is not None:
+        from .objective import term_list
+
+        terms, _ = term_list(method)
+    elif term:
+        ce_w = 1.0 if fl.get("ce_weight") is None else fl["ce_weight"]
+        if ce_w > 0:
+            terms.append({"loss": "ce", "weight": ce_w})
+    if term:
+        terms.append(term)
+    if method is not None and not term:
+        return method
+    return {"terms": terms, "name": method or "/".join(str(term.get(k, "none")) for k in ("affinity", "norm", "loss"))}
+
+
+def default_out(cfg) -> Path:
+    from .registry import parse_spec
+
+    obj = cfg.objective if isinstance(cfg.objective, str) else (cfg.objective.get("name") if isinstance(cfg.objective, dict) else "custom")
+    ds = parse_spec(cfg.dataset, "dataset")[0]
+    slug = f"{obj}-{cfg.student}-{ds}-s{cfg.seed}".replace("/", "_").replace("(", "_").replace(")", "").replace(",", "_").replace("=", "")
+    return Path("runs") / slug
+
+
+def print_summary(s: dict[str, Any], out: Path) -> None:
+    ta = s.get("teacher_acc")
+    click.echo("")
+    click.echo(f"run        {s.get('name')}")
+    click.echo(f"objective  {s.get('objective_name')}: " + " + ".join(f"{t['weight']:g}*{t['name']}" for t in s.get("objective", [])))
+    if s.get("teacher"):
+        click.echo(f"teacher    {s['teacher']}  acc {ta:.2f}%" if ta is not None else f"teacher    {s['teacher']}")
+    click.echo(f"student    {s.get('student')}  last {s['last_acc']:.2f}%  best {s['best_acc']:.2f}% (epoch {s['best_epoch']})  [{s.get('eval_set', 'test')} set]")
+    click.echo(f"time       {s['time_s']:.1f} s training  ({s['images_per_s']:,.0f} img/s on {s.get('device')})")
+    click.echo(f"run dir    {out}")
+
+
+# ------------------------------------------------------------------------------------------
+# akd run
+# ------------------------------------------------------------------------------------------
+@cli.command()
+@objective_options
+@run_options
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/<method>-<student>-<dataset>-s<seed>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (with its stored config).")
+@click.option("--force", is_flag=True, help="Overwrite a different run in --out.")
+def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
+        device, compile_, quiet, out, resume, force, **objective_flags):
+    """One run: train a student with an objective (flags, --method or --config).
+
+    \b
+    akd run --affinity virtual-relation --norm zs --loss mse --teacher cnn_wide --student cnn_tiny
+    akd run --method rkd --dataset "synthetic(n=512)" --teacher resnet20 --student resnet8 --epochs 2
+    akd run --config experiments/fashion_mnist_demo.toml --seed 1
+    """
+    from .engine import train
+
+    overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
+                     teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                     compile=compile_)
+    cfg = build_config(config_path, overrides, {k.rstrip("_"): v for k, v in objective_flags.items()})
+    out_dir = Path(out) if out else default_out(cfg)
+    s = train(cfg, out_dir, resume=resume, force=force, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    print_summary(s, out_dir)
+
+
+# ------------------------------------------------------------------------------------------
+# akd teacher
+# ------------------------------------------------------------------------------------------
+@cli.command()
+@run_options
+@click.option("--list", "list_", is_flag=True, help="Show the teacher cache.")
+@click.option("--model", help="Teacher model spec (same as --student/--teacher).")
+def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
+            device, compile_, quiet, list_, model):
+    """Train (or reuse) a cached teacher; --list shows the cache."""
+    from .engine import list_teachers, train
+    from .engine.teacher import teacher_config, teacher_dir
+
+    if list_:
+        rows = list_teachers()
+        if not rows:
+            click.echo("teacher cache is empty")
+            return
+        click.echo(_table(rows, ["model", "dataset", "epochs", "seed", "status", "acc", "path"]))
+        return
+    name = model or teacher or student
+    if not name:
+        raise ConfigError("give the teacher model: akd teacher --model resnet32x4 [--dataset ...]")
+    overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, teacher=name, epochs=epochs, batch_size=batch_size, lr=lr,
+                     device=device, compile=compile_, teacher_epochs=teacher_epochs)
+    cfg = build_config(config_path, overrides, {})
+    if seed is not None:
+        cfg.teacher_seed = seed
+    d = teacher_dir(cfg)
+    s = train(teacher_config(cfg), d, resume=True, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    print_summary(s, d)
+
+
+# ------------------------------------------------------------------------------------------
+# akd list
+# ------------------------------------------------------------------------------------------
+FAMILIES = ("affinity", "norm", "loss", "method", "model", "dataset")
+
+
+def _registry(family: str):
+    from . import AFFINITIES, LOSSES, METHODS, NORMALIZATIONS
+
+    if family == "model":
+        from .models import MODELS
+
+        return MODELS
+    if family == "dataset":
+        from .data import DATASETS
+
+        return DATASETS
+    return {"affinity": AFFINITIES, "norm": NORMALIZATIONS, "loss": LOSSES, "method": METHODS}[family]
+
+
+@cli.command("list")
+@click.argument("family", required=False)
+@click.option("--formula", is_flag=True, help="Also print each part's full docstring (formula, source).")
+def list_(family, formula):
+    """Every registered name with its one-line doc and parameters: affinity, norm, loss, method, model, dataset."""
+    if family is not None and family not in FAMILIES:
+        from .errors import unknown
+
+        aliases = {"normalization": "norm", "normalisation": "norm", "losses": "loss", "methods": "method",
+                   "models": "model", "datasets": "dataset", "affinities": "affinity"}
+        if family in aliases:
+            family = aliases[family]
+        else:
+            raise unknown("family", family, FAMILIES)
+    for fam in [family] if family else FAMILIES:
+        reg = _registry(fam)
+        click.echo(f"{fam}:")
+        for e in reg.entries():
+            alias = f" (alias {', '.join(e.aliases)})" if e.aliases else ""
+            click.echo(f"  {e.name}{alias}: {e.doc}")
+            if e.params and fam != "model":
+                click.echo(f"      params: {e.signature()}")
+            if fam == "method":
+                for t in e.meta.get("terms", []):
+                    click.echo("      term: " + ", ".join(f"{k}={v}" for k, v in t.items()))
+            if formula:
+                for line in e.formula.splitlines()[1:]:
+                    click.echo(f"      {line}")
+        click.echo("")
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    def fmt(v):
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    widths = {c: max(len(c), *(len(fmt(r.get(c, ""))) for r in rows)) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
+    lines += ["  ".join(fmt(r.get(c, "")).ljust(widths[c]) for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------
+# akd grid / compare / report
+# ------------------------------------------------------------------------------------------
+def _seeds(text: str | None) -> list[int]:
+    if text is None:
+        return [0]
+    parts = [p for p in (x.strip() for x in text.split(",")) if p]
+    if not parts:
+        raise ConfigError("--seeds is empty; give e.g. --seeds 0,1,2")
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: seeds must be integers, e.g. 0,1,2") from None
+
+
+def _print_table(df, out: Path) -> None:
+    from .experiment import markdown_table
+
+    click.echo("")
+    click.echo(markdown_table(df))
+    click.echo(f"results: {out / 'results.csv'}, {out / 'results.md'}, {out / 'results.png'}")
+
+
+@cli.command()
+@click.option("--grid", "grid_path", type=click.Path(dir_okay=False), help="TOML grid file ([base], [axes], seeds).")
+@click.option("--method", "methods", help="Comma-separated presets to put on an axis.")
+@click.option("--affinity", help="Comma-separated affinity specs (an axis).")
+@click.option("--norm", help="Comma-separated normalisations (an axis).")
+@click.option("--loss", "loss_", help="Comma-separated losses (an axis).")
+@click.option("--source", help="Comma-separated representations (an axis).")
+@click.option("--weight", help="Comma-separated term weights (an axis).")
+@click.option("--pre", help="Comma-separated pre-normalisations (an axis).")
+@click.option("--redundant", help="Comma-separated redundant-edge pruning rules (an axis).")
+@click.option("--unreliable", help="Comma-separated unreliable-edge pruning rules (an axis).")
+@click.option("--axis", "extra_axes", multiple=True, help="Any run-config key as an axis: --axis student=cnn_tiny,cnn_small.")
+@click.option("--seeds", help="Comma-separated seeds (default 0).")
+@click.option("--ce-weight", type=float, default=1.0, show_default=True, help="Weight of the CE term added to each flag-built term.")
+@run_options
+@click.option("--out", type=click.Path(file_okay=False), default="runs/grid", show_default=True, help="Grid directory (re-run to resume).")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Cells run in parallel (processes; one per GPU when several).")
+def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redundant, unreliable, extra_axes, seeds, ce_weight,
+         config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
+         device, compile_, quiet, out, jobs):
+    """Ablation grid: cartesian product of axes over a base config, several seeds, resumable.
+
+    \b
+    akd grid --affinity gram,cosine,virtual-relation --norm none,l2,zs,softmax --loss mse,l1 --seeds 0,1,2 \\
+             --teacher cnn_wide --student cnn_tiny --epochs 5 --out runs/ablation
+    akd grid --grid experiments/vrm_ablation.toml --out runs/vrm-ablation
+    """
+    from .experiment import Grid, grid_from_file, run_grid, split_list
+
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: must be >= 1")
+    overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
+                     teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_)
+    base = build_config(config_path, overrides, {})
+    if grid_path:
+        g = grid_from_file(grid_path, base)
+        g.base = build_config(None, {}, {}) if False else g.base
+    else:
+        g = Grid(base, {}, [0], ce_weight)
+    flag_axes = {"method": methods, "affinity": affinity, "norm": norm, "loss": loss_, "source": source, "weight": weight,
+                 "pre": pre, "redundant": redundant, "unreliable": unreliable}
+    for k, v in flag_axes.items():
+        if v is None:
+            continue
+        if k in g.axes:
+            raise ConfigError(f"axis '{k}' is given twice (grid file and --{k})")
+        vals = split_list(v)
+        if k == "weight":
+            try:
+                vals = [float(x) for x in vals]
+            except ValueError:
+                raise ConfigError(f"--weight {v!r}: weights must be numbers") from None
+        g.axes[k] = vals
+    for a in extra_axes:
+        if "=" not in a:
+            raise ConfigError(f"--axis {a!r}: expected key=v1,v2")
+        k, v = a.split("=", 1)
+        k = k.strip()
+        if k in g.axes:
+            raise ConfigError(f"axis '{k}' is given twice")
+        g.axes[k] = [_auto(x) for x in split_list(v)]
+    if seeds is not None:
+        g.seeds = _seeds(seeds)
+    elif seed is not None:
+        g.seeds = [seed]
+    if not g.axes and not grid_path:
+        raise ConfigError("a grid needs at least one axis (e.g. --affinity gram,cosine or --grid FILE)")
+    df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    _print_table(df, Path(out))
+
+
+def _auto(x: str):
+    for t in (int, float):
+        try:
+            return t(x)
+        except ValueError:
+            pass
+    return x
+
+
+@cli.command()
+@click.option("--methods", default="ce,kd,rkd,cc,sp,pkt,vrm", show_default=True, help="Comma-separated presets.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@run_options
+@click.option("--out", type=click.Path(file_okay=False), default="runs/compare", show_default=True, help="Comparison directory (re-run to resume).")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Runs in parallel (processes).")
+def compare(methods, seeds, config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size,
+            lr, seed, device, compile_, quiet, out, jobs):
+    """Compare methods on equal footing: one teacher checkpoint, and per seed the same student init and data order.
+
+    \b
+    akd compare --methods ce,kd,rkd,cc,sp,pkt,vrm --seeds 0,1,2 --dataset fashion-mnist \\
+                --teacher cnn_wide --student cnn_tiny --epochs 10
+    """
+    from .experiment import Grid, run_grid, split_list
+
+    overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
+                     teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_)
+    base = build_config(config_path, overrides, {})
+    ms = split_list(methods)
+    if not ms:
+        raise ConfigError("--methods is empty; give e.g. --methods ce,kd,vrm")
+    from . import METHODS
+
+    for m in ms:
+        METHODS.get(m)
+    g = Grid(base, {"method": ms}, _seeds(seeds))
+    df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    _print_table(df, Path(out))
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+def report(directory):
+    """Rebuild results.csv, results.md and results.png of a grid or compare directory."""
+    from .experiment import report as rebuild
+
+    df = rebuild(directory)
+    _print_table(df, Path(directory))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

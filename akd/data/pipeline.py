@@ -1,0 +1,211 @@
+"""A device-resident input pipeline: the whole uint8 data set lives on the device.
+
+:class:`DeviceLoader` copies the uint8 images and labels to ``device`` once;
+each batch is an index into them, augmented there (batched crop/flip and,
+optionally, RandAugment) and normalised to float.  No ``DataLoader``, worker
+processes or per-sample Python.
+
+Determinism: the order of epoch ``e`` comes from a ``torch.Generator`` on the
+data's device seeded with ``derive_seed(seed, e, "order")``; the augmentation of
+batch ``i`` of epoch ``e`` from one seeded with ``derive_seed(seed, e, i)``.
+So a given ``(seed, epoch)`` always yields identical batches, any batch can be
+regenerated on its own (resuming mid-epoch: ``epoch(e, start=i)``), and
+nothing else the program draws (model init, dropout, the global RNG) can shift
+the data stream.  Runs with the same seed see exactly the same views, which
+puts methods compared on the same seed on an equal footing.  (Identical across
+devices is not promised: CPU and CUDA generators differ.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Iterator, NamedTuple, Sequence
+
+import torch
+
+from ..errors import ConfigError
+from .augment import CropFlipParams, random_crop_flip
+from .randaugment import RandAugmentParams
+from .randaugment import rand_augment as _rand_augment
+
+__all__ = ["DeviceLoader", "BatchInfo", "normalize", "derive_seed"]
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from a tuple of ints/strings (BLAKE2b of their repr): stable across
+    runs, processes and Python versions (unlike ``hash``)."""
+    digest = hashlib.blake2b(repr(tuple(parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(x/255 - mean) / std`` per channel, as float32 (``x`` uint8 ``[..., C, H, W]``).
+
+    ``mean``/``std`` have one value per channel (or one for all), in [0, 1] units.
+    """
+    dev = x.device
+    m = torch.as_tensor(tuple(mean), dtype=torch.float32, device=dev).view(-1, 1, 1)
+    s = torch.as_tensor(tuple(std), dtype=torch.float32, device=dev).view(-1, 1, 1)
+    scale = 1.0 / (255.0 * s)
+    return x.to(torch.float32) * scale - m / s
+
+
+class BatchInfo(NamedTuple):
+    """What produced a batch: ``index`` (positions in the data set, on the device),
+    ``crop`` (crop/flip draws, None without augmentation), ``rand_augment`` (its
+    draws, None when off)."""
+
+    index: torch.Tensor
+    crop: CropFlipParams | None
+    rand_augment: RandAugmentParams | None
+
+
+class DeviceLoader:
+    """Batches of a uint8 image tensor held on ``device``.
+
+    ``DeviceLoader(x, y, batch_size, device=..., shuffle=True, drop_last=False,
+    augment=False, pad=4, flip=True, mean=..., std=..., seed=0)``
+
+    * ``loader.epoch(e)`` yields ``(x_float [B,C,H,W] normalised, y int64 [B])``;
+      ``loader.set_epoch(e)`` + ``iter(loader)`` does the same (the epoch then
+      advances by one after each complete pass).
+    * ``loader.raw_batches(e)`` yields the augmented uint8 batch and labels
+      (and a :class:`BatchInfo` with ``with_info=True``) before normalisation.
+    * ``len(loader)`` is the number of batches per epoch.
+
+    ``augment`` applies :func:`random_crop_flip` (``pad``, ``flip``) and, when
+    ``rand_augment=(num_ops, magnitude)``, RandAugment after it.
+    ``channels_last`` returns float batches in channels-last memory format.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        *,
+        device: str | torch.device = "cpu",
+        shuffle: bool = True,
+        drop_last: bool = False,
+        augment: bool = False,
+        pad: int = 4,
+        flip: bool = True,
+        mean: Sequence[float] = (0.0,),
+        std: Sequence[float] = (1.0,),
+        seed: int = 0,
+        channels_last: bool = False,
+        rand_augment: tuple[int, int] | None = None,
+    ):
+        if x.dtype != torch.uint8 or x.dim() != 4:
+            raise ConfigError(f"DeviceLoader needs uint8 images [N, C, H, W], got {x.dtype} {tuple(x.shape)}")
+        if y.dim() != 1 or len(y) != len(x):
+            raise ConfigError(f"DeviceLoader: {len(x)} images but labels of shape {tuple(y.shape)}")
+        n = len(x)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch size {batch_size!r} is invalid; use a positive integer <= {n} (the data set size)")
+        if batch_size > n:
+            raise ConfigError(f"batch size {batch_size} is larger than the data set ({n} samples); use a batch size <= {n}")
+        if pad < 0:
+            raise ConfigError(f"crop padding pad={pad} must be >= 0")
+        c = x.shape[1]
+        if len(tuple(mean)) not in (1, c) or len(tuple(std)) not in (1, c):
+            raise ConfigError(f"mean/std need 1 or {c} values (one per channel), got {tuple(mean)}/{tuple(std)}")
+        if any(s <= 0 for s in std):
+            raise ConfigError(f"std values must be > 0, got {tuple(std)}")
+        if rand_augment is not None:
+            if len(tuple(rand_augment)) != 2:
+                raise ConfigError(f"rand_augment must be (num_ops, magnitude), got {rand_augment!r}")
+            if c not in (1, 3):
+                raise ConfigError(f"RandAugment supports 1 or 3 channels, the data has {c}")
+        self.device = torch.device(device)
+        self.x = x.to(self.device)
+        self.y = y.to(self.device, torch.int64)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.augment = augment
+        self.pad = int(pad)
+        self.flip = bool(flip)
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+        self.seed = int(seed)
+        self.channels_last = channels_last
+        self.rand_augment = tuple(rand_augment) if rand_augment is not None else None
+        self._epoch = 0
+        if self.rand_augment is not None:  # validate num_ops/magnitude now, not at the first batch
+            g = torch.Generator(device=self.device).manual_seed(0)
+            _rand_augment(self.x[:1], g, *self.rand_augment)
+
+    # ------------------------------------------------------------------ sizes
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.x)
+
+    def __len__(self) -> int:
+        n, b = len(self.x), self.batch_size
+        return n // b if self.drop_last else math.ceil(n / b)
+
+    # ------------------------------------------------------------------ randomness
+
+    def _generator(self, *parts: object) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(derive_seed(self.seed, *parts))
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The sample order of ``epoch`` (a permutation when shuffling, else ``0..N-1``)."""
+        n = len(self.x)
+        if not self.shuffle:
+            return torch.arange(n, device=self.device)
+        return torch.randperm(n, generator=self._generator(int(epoch), "order"), device=self.device)
+
+    # ------------------------------------------------------------------ iteration
+
+    def raw_batches(
+        self, epoch: int, start: int = 0, *, with_info: bool = False
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, BatchInfo]]:
+        """Augmented uint8 batches ``(x [B,C,H,W], y [B])`` of ``epoch`` from batch ``start``.
+
+        With ``with_info`` each item is ``(x, y, BatchInfo)``.
+        """
+        order = self.order(epoch)
+        b = self.batch_size
+        for i in range(int(start), len(self)):
+            idx = order[i * b : (i + 1) * b]
+            xb, yb = self.x[idx], self.y[idx]
+            crop = ra = None
+            if self.augment:
+                g = self._generator(int(epoch), i)
+                xb, crop = random_crop_flip(xb, self.pad, self.flip, g, return_params=True)
+                if self.rand_augment is not None:
+                    xb, ra = _rand_augment(xb, g, self.rand_augment[0], self.rand_augment[1], return_params=True)
+            yield (xb, yb, BatchInfo(idx, crop, ra)) if with_info else (xb, yb)
+
+    def to_float(self, xb: torch.Tensor) -> torch.Tensor:
+        """Normalise a uint8 batch with this loader's mean/std (and memory format)."""
+        out = normalize(xb, self.mean, self.std)
+        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Normalised float batches ``(x, y)`` of ``epoch`` (from batch ``start``)."""
+        for xb, yb in self.raw_batches(epoch, start):
+            yield self.to_float(xb), yb
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = int(epoch)
+
+    @property
+    def current_epoch(self) -> int:
+        return self._epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        e = self._epoch
+        yield from self.epoch(e)
+        self._epoch = e + 1
+
+    def __repr__(self) -> str:
+        return (
+            f"DeviceLoader(n={len(self.x)}, batch_size={self.batch_size}, batches={len(self)}, device={self.device}, "
+            f"shuffle={self.shuffle}, augment={self.augment}, seed={self.seed})"
+        )
+

@@ -1,0 +1,183 @@
+"""Run configuration: one flat, typed record, loadable from TOML/dicts and overridable by CLI flags.
+
+Unknown keys and ill-typed values raise :class:`akd.errors.ConfigError` naming the key (and
+the file).  ``objective`` is any spec :func:`akd.build_objective` accepts: a method name
+(``"vrm"``), a triple (``"virtual-relation/zs/mse"``) or ``{"method": …, "terms": […]}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from ..errors import ConfigError, closest
+from ..registry import coerce
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib
+
+#: the standard CIFAR recipe's milestones (epochs 150/180/210 of 240), scaled to --epochs
+MILESTONE_FRACTIONS = (150 / 240, 180 / 240, 210 / 240)
+
+
+@dataclass
+class RunConfig:
+    # what
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    dev: float = 0.0
+    student: str = "cnn_small"
+    teacher: str | None = None
+    teacher_ckpt: str | None = None
+    objective: Any = "ce"
+    # recipe (standard CIFAR KD recipe: RepDistiller / mdistiller)
+    epochs: int = 240
+    batch_size: int = 64
+    lr: float | None = None  # None: 0.05, or 0.01 for MobileNet/ShuffleNet students
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    milestones: list | None = None  # None: 150/180/210 of 240 scaled to epochs
+    lr_decay: float = 0.1
+    # teacher recipe when the teacher has to be trained (None: same as the student's)
+    teacher_epochs: int | None = None
+    teacher_lr: float | None = None
+    teacher_seed: int = 0  # one teacher for every student seed (equal footing)
+    # seeds: one seed, split into independent streams (override any of them)
+    seed: int = 0
+    init_seed: int | None = None
+    data_seed: int | None = None
+    view_seed: int | None = None
+    # virtual views (RandAugment) when the objective reads them
+    ra_ops: int = 2
+    ra_magnitude: int = 9
+    # execution
+    device: str = "auto"
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    compile: bool = False
+    log_every: int = 50
+    eval_batch_size: int = 1024
+    checkpoint_every: int = 1  # epochs
+    cache_dir: str | None = None
+
+    # -- derived ---------------------------------------------------------------------------
+    def seeds(self) -> dict[str, int]:
+        return {
+            "init": self.seed if self.init_seed is None else self.init_seed,
+            "data": self.seed if self.data_seed is None else self.data_seed,
+            "view": self.seed if self.view_seed is None else self.view_seed,
+        }
+
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        s = self.student.lower()
+        return 0.01 if ("mobilenet" in s or "shuffle" in s) else 0.05
+
+    def resolved_milestones(self) -> list[int]:
+        if self.milestones is not None:
+            return [int(m) for m in self.milestones]
+        ms = sorted({max(1, round(self.epochs * f)) for f in MILESTONE_FRACTIONS})
+        return [m for m in ms if m < self.epochs] if self.epochs > 1 else []
+
+    def validate(self) -> "RunConfig":
+        def bad(key, why):
+            raise ConfigError(f"--{key.replace('_', '-')} {getattr(self, key)!r}: {why}")
+
+        if self.epochs < 1:
+            bad("epochs", "must be >= 1")
+        if self.batch_size < 1:
+            bad("batch_size", "must be >= 1")
+        if self.lr is not None and not self.lr > 0:
+            bad("lr", "must be > 0")
+        if self.teacher_lr is not None and not self.teacher_lr > 0:
+            bad("teacher_lr", "must be > 0")
+        if self.teacher_epochs is not None and self.teacher_epochs < 1:
+            bad("teacher_epochs", "must be >= 1")
+        if not 0 <= self.momentum < 1:
+            bad("momentum", "must be in [0, 1)")
+        if self.weight_decay < 0:
+            bad("weight_decay", "must be >= 0")
+        if not 0 <= self.dev < 1:
+            bad("dev", "must be in [0, 1)")
+        if not 0 < self.lr_decay <= 1:
+            bad("lr_decay", "must be in (0, 1]")
+        if self.log_every < 1:
+            bad("log_every", "must be >= 1")
+        if self.checkpoint_every < 1:
+            bad("checkpoint_every", "must be >= 1")
+        if self.ra_ops < 0 or not 0 <= self.ra_magnitude <= 30:
+            bad("ra_magnitude", "ra_ops must be >= 0 and ra_magnitude in [0, 30]")
+        if self.teacher is not None and self.teacher_ckpt is not None:
+            raise ConfigError("give either --teacher MODEL or --teacher-ckpt PATH, not both")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, exclude: tuple[str, ...] = ("device", "log_every", "cache_dir", "data_dir", "compile", "eval_batch_size")) -> str:
+        """Hash of everything that defines the run's result (not where/how fast it runs)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+ALIASES = {"method": "objective"}
+
+
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(RunConfig)
+
+
+def config_from_dict(data: Mapping[str, Any], base: RunConfig | None = None, where: str = "config") -> RunConfig:
+    """Overlay ``data`` on ``base`` (default: defaults), type-checking every key."""
+    cfg = dataclasses.replace(base) if base is not None else RunConfig()
+    hints = _hints()
+    data = dict(data)
+    if "terms" in data:  # top-level [[terms]] tables in a TOML file
+        terms = data.pop("terms")
+        obj = data.pop("objective", data.pop("method", None))
+        data["objective"] = {"terms": terms, **({"method": obj} if obj else {})}
+    for key, value in data.items():
+        key = ALIASES.get(key, key)
+        norm_key = key.replace("-", "_")
+        if norm_key not in FIELDS:
+            near = closest(norm_key, FIELDS)
+            hint = f" (did you mean '{near}'?)" if near else ""
+            raise ConfigError(f"{where}: unknown key '{key}'{hint}")
+        tp = hints[norm_key]
+        if norm_key == "objective":
+            setattr(cfg, norm_key, value)
+            continue
+        try:
+            setattr(cfg, norm_key, coerce(value, tp))
+        except TypeError:
+            raise ConfigError(f"{where}: key '{key}' = {value!r} has the wrong type (expected {_tname(tp)})") from None
+    return cfg
+
+
+def _tname(tp) -> str:
+    from ..registry import _type_name
+
+    return _type_name(tp)
+
+
+def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    return config_from_dict(data, base, where=str(p))

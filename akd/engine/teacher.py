@@ -1,0 +1,102 @@
+"""Teachers: trained by the same engine (objective ``ce``) and cached by what defines them.
+
+Cache key = (teacher model, dataset, dev split, recipe: epochs, lr, batch size, weight decay,
+momentum, milestones, seed).  Entry = an ordinary run directory under
+``<cache>/teachers/<model>-<dataset>-<hash>/`` (resumable like any run) whose ``model.pt``
+holds the weights, the model spec, the class count and input shape, and its accuracy.
+A teacher whose classes or input shape do not match the data is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import CheckpointError, ConfigError
+from ..models import create_model
+from .checkpoint import load_checkpoint
+from .config import RunConfig
+
+
+def cache_root(cfg_dir: str | None = None) -> Path:
+    if cfg_dir:
+        return Path(cfg_dir)
+    if os.environ.get("AKD_CACHE_DIR"):
+        return Path(os.environ["AKD_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "akd"
+
+
+def teacher_config(cfg: RunConfig) -> RunConfig:
+    """The run config that trains ``cfg.teacher`` (plain CE, the teacher recipe)."""
+    return dataclasses.replace(
+        cfg, student=cfg.teacher, teacher=None, teacher_ckpt=None, objective="ce",
+        epochs=cfg.teacher_epochs or cfg.epochs, lr=cfg.teacher_lr, seed=cfg.teacher_seed,
+        init_seed=None, data_seed=None, view_seed=None, teacher_epochs=None, teacher_lr=None, milestones=None,
+    )
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_")[:40]
+
+
+def teacher_dir(cfg: RunConfig) -> Path:
+    tc = teacher_config(cfg)
+    return cache_root(cfg.cache_dir) / "teachers" / f"{_slug(tc.student)}-{_slug(tc.dataset)}-{tc.fingerprint()}"
+
+
+def list_teachers(cache_dir: str | None = None) -> list[dict[str, Any]]:
+    rows = []
+    root = cache_root(cache_dir) / "teachers"
+    for d in sorted(root.glob("*")) if root.exists() else []:
+        try:
+            s = json.loads((d / "summary.json").read_text())
+            c = json.loads((d / "config.json").read_text())["config"]
+        except (OSError, ValueError, KeyError):
+            continue
+        rows.append({"model": c["student"], "dataset": c["dataset"], "epochs": c["epochs"], "seed": c["seed"],
+                     "status": s.get("status"), "acc": s.get("last_acc"), "path": str(d / "model.pt")})
+    return rows
+
+
+def load_model_file(path: str | Path, num_classes: int, in_shape: tuple[int, ...]) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a model from an akd ``model.pt`` (or a run directory holding one) and check it fits the data."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.pt"
+    st = load_checkpoint(p)
+    if "state_dict" not in st or "model" not in st:
+        raise CheckpointError(f"{p} is not an akd model file (expected keys model, state_dict)")
+    if st.get("num_classes") != num_classes:
+        raise ConfigError(f"teacher {p} predicts {st.get('num_classes')} classes but the data set has {num_classes}")
+    if tuple(st.get("in_shape", ())) != tuple(in_shape):
+        raise ConfigError(f"teacher {p} takes inputs {tuple(st.get('in_shape', ()))} but the data set has {tuple(in_shape)}")
+    model = create_model(st["model"], num_classes=num_classes, in_channels=in_shape[0])
+    try:
+        model.load_state_dict(st["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{p}: weights do not fit model '{st['model']}' ({str(e).splitlines()[0]})") from None
+    return model, {"teacher": st["model"], "teacher_acc": st.get("test_acc"), "teacher_path": str(p)}
+
+
+def resolve_teacher(cfg: RunConfig, ds: Any, *, log: Callable[[str], None] = print, progress: bool = True):
+    """The frozen teacher for ``cfg``: from ``--teacher-ckpt``, or the cache (trained on a miss)."""
+    if cfg.teacher_ckpt:
+        return load_model_file(cfg.teacher_ckpt, ds.num_classes, ds.in_shape)
+    if not cfg.teacher:
+        raise ConfigError("this objective needs a teacher: give --teacher MODEL or --teacher-ckpt PATH")
+    d = teacher_dir(cfg)
+    if not (d / "model.pt").exists():
+        from .trainer import train
+
+        log(f"training teacher {cfg.teacher} on {cfg.dataset} into the cache: {d}")
+        train(teacher_config(cfg), d, resume=True, progress=progress, log=log, data=ds)
+    else:
+        log(f"reusing cached teacher {d}")
+    return load_model_file(d, ds.num_classes, ds.in_shape)

@@ -1,0 +1,504 @@
+"""The one shared training engine: teachers, student baselines and distilled students alike.
+
+Plain training is the ``ce`` objective.  One step = device-resident batch (uint8) →
+normalised real view (+ virtual views when the objective reads them) → student (and frozen
+teacher under inference mode) with named taps → objective → backward → SGD.
+
+* No host synchronisation inside a step on CUDA: loss sums, accuracy counts and the
+  non-finite flags accumulate on the device and are read once per ``log_every`` steps and
+  at the end of each epoch (on CPU a read is free, so they are checked every step).
+* Randomness comes from independent streams derived from (seed, epoch[, step]): student
+  init (``init``), data order + crop/flip (``data``), virtual views (``view``).  Nothing
+  depends on the global RNG, so a resumed run is bit-identical on CPU and two methods with
+  the same seed see the same initial weights and the same batches.
+* Checkpoints (model, optimiser, scheduler, epoch/step, partial-epoch sums, history, RNG
+  states) are written atomically at every epoch end and on SIGINT/SIGTERM after the
+  current step; ``resume`` continues from them exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..data import DeviceLoader, load_dataset, normalize, rand_augment
+from ..errors import AkdError, ConfigError, TrainingDiverged
+from ..models import create_model
+from ..objective import Objective, build_objective
+from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .config import RunConfig, config_from_dict
+from .device import autocast, resolve_device, use_channels_last
+from .progress import Progress
+
+
+class RunInterrupted(AkdError):
+    """SIGINT/SIGTERM: the run stopped after a step and saved a checkpoint."""
+
+    exit_code = 130
+
+
+def stream_seed(*parts: int) -> int:
+    """A 63-bit seed for an independent random stream named by integers (splitmix64 mixing)."""
+    x = 0x9E3779B97F4A7C15
+    for p in parts:
+        x = (x ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        x = (x ^ (x >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+    return x & 0x7FFFFFFFFFFFFFFF
+
+
+STREAM_INIT, STREAM_DATA, STREAM_VIEW = 1, 2, 3
+
+
+# --------------------------------------------------------------------------------------------
+# run directory
+# --------------------------------------------------------------------------------------------
+class RunDir:
+    """config.json, metrics.jsonl, summary.json, checkpoint.pt, model.pt inside one folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.metrics = self.path / "metrics.jsonl"
+        self.summary = self.path / "summary.json"
+        self.checkpoint = self.path / "checkpoint.pt"
+        self.model = self.path / "model.pt"
+
+    def read_summary(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.summary.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def read_config(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.config.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def prepare(self, cfg: RunConfig, *, resume: bool, force: bool) -> RunConfig:
+        """Create or re-open the folder.  Returns the config to run (the stored one on ``resume``)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".akd-write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(f"--out {self.path}: not writable ({e.strerror or e})") from None
+        stored = self.read_config()
+        if stored is not None:
+            same = stored.get("fingerprint") == cfg.fingerprint()
+            if force:
+                for p in (self.metrics, self.summary, self.checkpoint, self.model):
+                    p.unlink(missing_ok=True)
+            elif resume:
+                keep = {k: getattr(cfg, k) for k in ("device", "log_every", "compile", "data_dir", "cache_dir", "eval_batch_size")}
+                cfg = config_from_dict({**stored["config"], **keep}, where=str(self.config))
+            elif not same:
+                raise ConfigError(
+                    f"--out {self.path} already holds a different run ({stored.get('name', '?')}); "
+                    "use --resume to continue it, --force to overwrite it, or another --out"
+                )
+        elif any(self.path.iterdir()) and not force:
+            foreign = [p.name for p in self.path.iterdir()][:3]
+            raise ConfigError(f"--out {self.path} is not empty and holds no akd run ({', '.join(foreign)}); use --force or another --out")
+        write_json(self.config, {"fingerprint": cfg.fingerprint(), "name": describe_name(cfg), "config": cfg.to_dict()})
+        return cfg
+
+
+def describe_name(cfg: RunConfig) -> str:
+    obj = cfg.objective if isinstance(cfg.objective, str) else "custom"
+    t = f"{cfg.teacher or Path(cfg.teacher_ckpt).name if (cfg.teacher or cfg.teacher_ckpt) else '-'}"
+    return f"{obj}:{t}->{cfg.student}@{cfg.dataset}/seed{cfg.seed}"
+
+
+# --------------------------------------------------------------------------------------------
+# device-side accumulation
+# --------------------------------------------------------------------------------------------
+class Accumulator:
+    """Sums of loss terms, correct predictions and non-finite flags, kept on the device."""
+
+    def __init__(self, names: list[str], device: torch.device):
+        self.names = names
+        self.sums = torch.zeros(len(names), device=device, dtype=torch.float64)
+        self.correct = torch.zeros((), device=device, dtype=torch.int64)
+        self.seen = 0
+        self.steps = 0
+        self.first_bad = torch.full((len(names),), -1, device=device, dtype=torch.int64)
+
+    def add(self, losses: dict[str, torch.Tensor], logits: torch.Tensor, y: torch.Tensor, step: int) -> None:
+        vals = torch.stack([losses[n].detach().float() for n in self.names])
+        finite = torch.isfinite(vals)
+        self.sums += torch.where(finite, vals, torch.zeros_like(vals)).double()
+        self.first_bad = torch.where(~finite & (self.first_bad < 0), torch.full_like(self.first_bad, step), self.first_bad)
+        self.correct += (logits.detach().argmax(-1) == y).sum()
+        self.seen += y.shape[0]
+        self.steps += 1
+
+    def check_finite(self) -> None:
+        bad = self.first_bad.tolist()
+        hits = [(s, n) for s, n in zip(bad, self.names) if s >= 0]
+        if hits:
+            step, _ = min(hits)
+            terms = ", ".join(n for s, n in hits if s == step)
+            raise TrainingDiverged(f"loss term(s) {terms} became NaN/inf at step {step}")
+
+    def means(self) -> dict[str, float]:
+        s = self.sums.tolist()
+        n = max(1, self.steps)
+        out = {k: v / n for k, v in zip(self.names, s)}
+        out["acc"] = 100.0 * self.correct.item() / max(1, self.seen)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": self.sums.cpu(), "correct": self.correct.cpu(), "seen": self.seen, "steps": self.steps,
+                "first_bad": self.first_bad.cpu()}
+
+    def load(self, st: dict[str, Any]) -> None:
+        dev = self.sums.device
+        self.sums = st["sums"].to(dev)
+        self.correct = st["correct"].to(dev)
+        self.first_bad = st["first_bad"].to(dev)
+        self.seen, self.steps = st["seen"], st["steps"]
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, x_u8: torch.Tensor, y: torch.Tensor, mean, std, *, batch_size: int,
+             device: torch.device, amp: str = "auto", channels_last: bool = False) -> dict[str, float]:
+    """Top-1/top-5 accuracy (%) and mean CE on a uint8 set that lives on ``device``."""
+    was = model.training
+    model.eval()
+    correct1 = torch.zeros((), device=device, dtype=torch.int64)
+    correct5 = torch.zeros((), device=device, dtype=torch.int64)
+    loss = torch.zeros((), device=device, dtype=torch.float64)
+    for i in range(0, x_u8.shape[0], batch_size):
+        xb = normalize(x_u8[i:i + batch_size], mean, std)
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = y[i:i + batch_size]
+        with autocast(device, amp):
+            logits = model(xb)["logits"].float()
+        loss += F.cross_entropy(logits, yb, reduction="sum").double()
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        correct1 += (top[:, 0] == yb).sum()
+        correct5 += (top == yb[:, None]).any(dim=1).sum()
+    model.train(was)
+    n = max(1, x_u8.shape[0])
+    return {"top1": 100.0 * correct1.item() / n, "top5": 100.0 * correct5.item() / n, "loss": loss.item() / n}
+
+
+# --------------------------------------------------------------------------------------------
+# signals
+# --------------------------------------------------------------------------------------------
+class StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints after the current step and stops."""
+
+    def __init__(self):
+        self.requested: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: stop now
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# the engine
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Context:
+    """What the engine resolved: device, data, models, objective (exposed for tests/benchmarks)."""
+
+    cfg: RunConfig
+    device: torch.device
+    data: Any
+    student: torch.nn.Module
+    teacher: torch.nn.Module | None
+    objective: Objective
+    teacher_info: dict[str, Any] = field(default_factory=dict)
+    init_digest: str = ""
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """SHA-1 of a model's state (to show that runs started from identical weights)."""
+    h = hashlib.sha1()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def data_digest(loader: Any, epoch: int = 0) -> str:
+    """SHA-1 of an epoch's sample order and first batch's crop/flip draws (equal data order across runs)."""
+    h = hashlib.sha1(loader.order(epoch).cpu().numpy().tobytes())
+    for xb, yb in loader.raw_batches(epoch):
+        h.update(xb.cpu().numpy().tobytes())
+        break
+    return h.hexdigest()[:16]
+
+
+def check_taps(model: torch.nn.Module, sources: set[str], who: str, spec: str) -> None:
+    taps = set(getattr(model, "taps", ("logits", "pooled", "map")))
+    missing = sorted(sources - taps)
+    if missing:
+        raise ConfigError(f"{who} model '{spec}' does not provide representation(s) {', '.join(missing)} (it has: {', '.join(sorted(taps))})")
+
+
+def build_context(cfg: RunConfig, *, log: Callable[[str], None] = print, teacher_module: torch.nn.Module | None = None,
+                  data: Any = None, progress: bool = True) -> Context:
+    """Resolve device, data, objective, student and teacher; validate everything before training starts."""
+    from .teacher import resolve_teacher
+
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    objective = build_objective(cfg.objective)
+    ds = data if data is not None else load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
+    n_train = ds.train_x.shape[0]
+    if cfg.batch_size > n_train:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the training set ({n_train} images)")
+    if objective.views and cfg.batch_size < 2:
+        raise ConfigError("--batch-size must be >= 2 for relational objectives")
+    in_ch = ds.in_shape[0]
+    torch.manual_seed(stream_seed(cfg.seeds()["init"], STREAM_INIT))
+    student = create_model(cfg.student, num_classes=ds.num_classes, in_channels=in_ch)
+    init_digest = state_digest(student)
+    check_taps(student, objective.student_sources(), "student", cfg.student)
+    teacher, info = None, {}
+    if objective.needs_teacher:
+        if teacher_module is not None:
+            teacher, info = teacher_module, {"teacher": "given"}
+        else:
+            teacher, info = resolve_teacher(cfg, ds, log=log, progress=progress)
+        check_taps(teacher, objective.teacher_sources(), "teacher", cfg.teacher or str(cfg.teacher_ckpt))
+    cl = use_channels_last(device, cfg.channels_last)
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    student.to(device=device, memory_format=fmt)
+    if teacher is not None:
+        teacher.to(device=device, memory_format=fmt).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    objective.to(device)
+    return Context(cfg, device, ds, student, teacher, objective, info, init_digest)
+
+
+def make_optimizer(cfg: RunConfig, model: torch.nn.Module, device: torch.device):
+    kw: dict[str, Any] = {}
+    if device.type == "cuda":
+        kw["fused"] = True
+    else:
+        kw["foreach"] = True
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.resolved_lr(), momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, **kw)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.resolved_milestones(), gamma=cfg.lr_decay)
+    return opt, sched
+
+
+def virtual_views(x_u8: torch.Tensor, k: int, cfg: RunConfig, view_seed: int, epoch: int, step: int) -> list[torch.Tensor]:
+    """k RandAugment views of the (already cropped/flipped) real batch, from the (view, epoch, step) stream."""
+    g = torch.Generator(device=x_u8.device)
+    g.manual_seed(stream_seed(view_seed, STREAM_VIEW, epoch, step))
+    return [rand_augment(x_u8, g, num_ops=cfg.ra_ops, magnitude=cfg.ra_magnitude) for _ in range(k)]
+
+
+def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True,
+          log: Callable[[str], None] | None = None, teacher_module: torch.nn.Module | None = None,
+          data: Any = None, stop_after_steps: int | None = None) -> dict[str, Any]:
+    """Train one run into ``out`` and return its summary (also ``out/summary.json``).
+
+    A finished run is not redone (its summary is returned).  ``stop_after_steps`` (tests)
+    behaves like a SIGTERM after that many steps of this call.
+    """
+    log = log or (lambda m: None)
+    rd = RunDir(out)
+    cfg = rd.prepare(cfg, resume=resume, force=force)
+    prev = rd.read_summary()
+    if prev and prev.get("status") == "finished" and not force:
+        log(f"{rd.path}: already finished (last {prev['last_acc']:.2f}%, best {prev['best_acc']:.2f}%)")
+        return prev
+    ctx = build_context(cfg, log=log, teacher_module=teacher_module, data=data, progress=progress)
+    return _run(ctx, rd, progress=progress, log=log, stop_after_steps=stop_after_steps)
+
+
+def _run(ctx: Context, rd: RunDir, *, progress: bool, log: Callable[[str], None], stop_after_steps: int | None) -> dict[str, Any]:
+    cfg, device, ds = ctx.cfg, ctx.device, ctx.data
+    student, teacher, objective = ctx.student, ctx.teacher, ctx.objective
+    seeds = cfg.seeds()
+    cl = use_channels_last(device, cfg.channels_last)
+    opt, sched = make_optimizer(cfg, student, device)
+    loader = DeviceLoader(ds.train_x, ds.train_y, cfg.batch_size, device=device, shuffle=True, drop_last=True,
+                          augment=True, pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std,
+                          seed=stream_seed(seeds["data"], STREAM_DATA))
+    test_x, test_y = ds.test_x.to(device), ds.test_y.to(device)
+    mean_std = (ds.mean, ds.std)
+    names = [t.name for t in objective.terms] + ["total"]
+    steps_per_epoch = len(loader)
+    history: list[dict[str, Any]] = []
+    best = {"acc": -1.0, "epoch": 0}
+    start_epoch, start_step, elapsed = 0, 0, 0.0
+    acc_state = None
+    if rd.checkpoint.exists():
+        st = load_checkpoint(rd.checkpoint)
+        try:
+            student.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise AkdError(f"checkpoint {rd.checkpoint} does not match this run ({type(e).__name__}); use --force to start over") from None
+        start_epoch, start_step = st["epoch"], st["step"]
+        history, best, elapsed = st["history"], st["best"], st["elapsed"]
+        acc_state = st.get("accum")
+        torch.set_rng_state(st["rng_cpu"])
+        log(f"resuming {rd.path} at epoch {start_epoch + 1}, step {start_step}")
+    compiled = torch.compile(student) if cfg.compile else student
+    fwd_teacher = teacher
+    if teacher is not None and cfg.compile:
+        fwd_teacher = torch.compile(teacher)
+    t_sources = objective.teacher_sources()
+    k = objective.views
+    check_every = 1 if device.type == "cpu" else cfg.log_every
+    bar = Progress(cfg.epochs * steps_per_epoch, label=f"[{rd.path.name}]", enabled=progress)
+    bar.start(start_epoch * steps_per_epoch + start_step)
+    summary: dict[str, Any] = {
+        "status": "running", "name": describe_name(cfg), "objective": objective.describe(),
+        "objective_name": objective.name, "student": cfg.student, "dataset": cfg.dataset,
+        "teacher": ctx.teacher_info.get("teacher"), "teacher_acc": ctx.teacher_info.get("teacher_acc"),
+        "seed": cfg.seed, "seeds": seeds, "device": str(device), "epochs": cfg.epochs, "fingerprint": cfg.fingerprint(),
+        "eval_set": getattr(ds, "eval_name", "test"), "init_digest": ctx.init_digest, "data_digest": data_digest(loader),
+        "lr": cfg.resolved_lr(), "batch_size": cfg.batch_size,
+    }
+    write_json(rd.summary, summary)
+    steps_this_call = 0
+
+    def save(epoch: int, step: int, accum: Accumulator | None) -> None:
+        save_checkpoint(rd.checkpoint, {
+            "model": student.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "epoch": epoch, "step": step, "history": history, "best": best, "elapsed": elapsed,
+            "accum": accum.state() if accum is not None else None, "rng_cpu": torch.get_rng_state(),
+            "fingerprint": cfg.fingerprint(),
+        })
+
+    with StopFlag() as stop:
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                student.train()
+                accum = Accumulator(names, device)
+                if acc_state is not None and epoch == start_epoch:
+                    accum.load(acc_state)
+                first = start_step if epoch == start_epoch else 0
+                t_epoch = time.perf_counter()
+                images = 0
+                for step, (xb, yb) in enumerate(loader.raw_batches(epoch, start=first), start=first):
+                    B = xb.shape[0]
+                    x = normalize(xb, *mean_std)
+                    if k:
+                        views = virtual_views(xb, k, cfg, seeds["view"], epoch, step)
+                        x = torch.cat([x] + [normalize(v, *mean_std) for v in views])
+                    if cl:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with autocast(device, cfg.amp):
+                        s_out = compiled(x)
+                        t_out = None
+                        if fwd_teacher is not None:
+                            with torch.inference_mode():
+                                t_all = fwd_teacher(x)
+                            t_out = {n: t_all[n] for n in t_sources}
+                        losses = objective(s_out, t_out, yb, batch_size=B)
+                    opt.zero_grad(set_to_none=True)
+                    losses["total"].backward()
+                    opt.step()
+                    accum.add(losses, s_out["logits"][:B], yb, epoch * steps_per_epoch + step)
+                    images += x.shape[0]
+                    steps_this_call += 1
+                    done = step + 1
+                    if done % check_every == 0:
+                        accum.check_finite()
+                    if progress and done % cfg.log_every == 0:
+                        m = accum.means()
+                        terms = " ".join(f"{n}={m[n]:.4g}" for n in names)
+                        bar.update(epoch * steps_per_epoch + done,
+                                   f"epoch {epoch + 1}/{cfg.epochs} step {done}/{steps_per_epoch} {terms} acc={m['acc']:.1f}%",
+                                   images=None)
+                    if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                        stop.requested = "stop_after_steps"
+                    if stop.requested and done < steps_per_epoch:
+                        accum.check_finite()
+                        elapsed += time.perf_counter() - t_epoch
+                        save(epoch, done, accum)
+                        summary.update(status="interrupted", reason=stop.requested, stopped_at={"epoch": epoch + 1, "step": done})
+                        write_json(rd.summary, summary)
+                        bar.close()
+                        raise RunInterrupted(f"{stop.requested}: stopped at epoch {epoch + 1} step {done} with a checkpoint; "
+                                             f"resume with --resume --out {rd.path}")
+                accum.check_finite()
+                sched.step()
+                train_time = time.perf_counter() - t_epoch
+                elapsed += train_time
+                ev = evaluate(student, test_x, test_y, ds.mean, ds.std, batch_size=cfg.eval_batch_size,
+                              device=device, amp=cfg.amp, channels_last=cl)
+                m = accum.means()
+                rec = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train": {n: m[n] for n in names},
+                       "train_acc": m["acc"], "test_top1": ev["top1"], "test_top5": ev["top5"], "test_loss": ev["loss"],
+                       "train_time": train_time, "images_per_s": images / max(train_time, 1e-9)}
+                history.append(rec)
+                if ev["top1"] > best["acc"]:
+                    best = {"acc": ev["top1"], "epoch": epoch + 1}
+                with open(rd.metrics, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs or stop.requested:
+                    save(epoch + 1, 0, None)
+                bar.message(f"[{rd.path.name}] epoch {epoch + 1}/{cfg.epochs} loss={m['total']:.4f} train_acc={m['acc']:.2f}% "
+                            f"{summary['eval_set']}_acc={ev['top1']:.2f}% (best {best['acc']:.2f}%) {rec['images_per_s']:,.0f} img/s")
+                if stop.requested and epoch + 1 < cfg.epochs:
+                    summary.update(status="interrupted", reason=stop.requested, stopped_at={"epoch": epoch + 1, "step": 0})
+                    write_json(rd.summary, summary)
+                    bar.close()
+                    raise RunInterrupted(f"{stop.requested}: stopped after epoch {epoch + 1} with a checkpoint; resume with --resume --out {rd.path}")
+        except TrainingDiverged as e:
+            bar.close()
+            summary.update(status="failed", reason=str(e))
+            write_json(rd.summary, summary)
+            raise TrainingDiverged(f"{e}; the last good checkpoint is {rd.checkpoint if rd.checkpoint.exists() else 'none (first epoch)'}") from None
+    bar.close()
+    last = history[-1]
+    save_model(rd.model, student, cfg.student, ds, last["test_top1"])
+    summary.update(
+        status="finished", last_acc=last["test_top1"], last_top5=last["test_top5"], best_acc=best["acc"],
+        best_epoch=best["epoch"], time_s=elapsed,
+        images_per_s=sum(h["images_per_s"] * h["train_time"] for h in history) / max(1e-9, sum(h["train_time"] for h in history)),
+    )
+    write_json(rd.summary, summary)
+    return summary
+
+
+def save_model(path: Path, model: torch.nn.Module, spec: str, ds: Any, acc: float) -> None:
+    """Final weights with what is needed to rebuild and check them (also the teacher format)."""
+    save_checkpoint(path, {
+        "model": spec, "num_classes": ds.num_classes, "in_shape": list(ds.in_shape), "dataset": getattr(ds, "name", "?"),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "test_acc": acc, "akd_format": 1,
+    })

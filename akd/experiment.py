@@ -1,0 +1,446 @@
+"""Grids and comparisons: many runs of one engine, resumable, with honest tables.
+
+A *grid* is a base :class:`~akd.engine.RunConfig` and named axes; the cartesian product of
+the axes gives *cells*, each run for every seed into its own run directory
+``<out>/cells/<cell>/seed<k>/``.  Re-running the same grid resumes: finished runs are read
+back, killed runs restart from their checkpoints.  Combinations the core refuses are
+skipped and listed with their reason.  Results: ``results.csv`` (one row per cell and seed),
+``results.md`` (mean ± std of last and best accuracy per cell) and ``results.png``; all
+written atomically.
+
+Axes may be the term parts ``affinity, norm, loss, source, weight, pre, redundant,
+unreliable, quantile`` (they build one relational term, added to CE), ``method`` (a preset)
+or any run-config key (``student``, ``lr``, ``epochs``…).  ``seeds`` is the seed axis.
+
+Equal footing: the teacher is resolved (trained once if needed) before any cell runs and
+every cell reads the same checkpoint; per seed, student initialisation and data order
+depend on the seed only (see :mod:`akd.engine.trainer`), so they are identical across cells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from .engine.checkpoint import atomic_write_text, write_json
+from .engine.config import FIELDS, RunConfig, config_from_dict
+from .errors import AkdError, ConfigError, closest
+
+TERM_AXES = ("affinity", "norm", "loss", "source", "weight", "pre", "redundant", "unreliable", "quantile")
+SPECIAL_AXES = ("method", "seeds")
+
+
+def split_list(text: str) -> list[str]:
+    """Split ``"gram,rbf(gamma=0.4,order=2),cosine"`` at top-level commas only."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_")
+    if len(s) > 80:
+        s = s[:60] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return s
+
+
+@dataclass
+class Cell:
+    values: dict[str, Any]
+    config: RunConfig | None = None
+    skipped: str | None = None
+
+    @property
+    def name(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.values.items()) or "base"
+
+    @property
+    def slug(self) -> str:
+        return _slug(self.name)
+
+
+def _check_axis_value(axis: str, value: Any, base: RunConfig) -> None:
+    """Unknown names and ill-typed values are errors (exit 2), not skipped cells."""
+    from . import AFFINITIES, LOSSES, METHODS, NORMALIZATIONS
+    from .errors import unknown
+    from .objective import REPRESENTATIONS
+    from .pruning import REDUNDANT, UNRELIABLE
+
+    if axis == "affinity":
+        AFFINITIES.resolve(value)
+    elif axis in ("norm", "pre"):
+        if value not in (None, "none"):
+            NORMALIZATIONS.resolve(value)
+    elif axis == "loss":
+        LOSSES.resolve(value)
+    elif axis == "method":
+        METHODS.resolve(value)
+    elif axis == "source" and value not in REPRESENTATIONS:
+        raise unknown("representation", value, REPRESENTATIONS)
+    elif axis == "redundant" and value not in REDUNDANT:
+        raise unknown("redundant-edge pruning", value, REDUNDANT)
+    elif axis == "unreliable" and value not in UNRELIABLE:
+        raise unknown("unreliable-edge pruning", value, UNRELIABLE)
+    elif axis not in TERM_AXES and axis != "method":
+        config_from_dict({axis: value}, base, where=f"grid axis '{axis}'")
+
+
+@dataclass
+class Grid:
+    base: RunConfig
+    axes: dict[str, list[Any]]
+    seeds: list[int]
+    ce_weight: float = 1.0
+    base_term: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> "Grid":
+        if not self.seeds:
+            raise ConfigError("the seed list is empty; give e.g. --seeds 0,1,2")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"--seeds {','.join(map(str, self.seeds))} lists a seed twice")
+        for k, vals in self.axes.items():
+            if k not in TERM_AXES and k != "method" and k.replace("-", "_") not in FIELDS:
+                near = closest(k, list(TERM_AXES) + ["method"] + list(FIELDS))
+                raise ConfigError(f"unknown grid axis '{k}'" + (f" (did you mean '{near}'?)" if near else ""))
+            if k in ("seed", "seeds"):
+                raise ConfigError("give seeds with --seeds (or 'seeds' in the grid file), not as an axis")
+            if not vals:
+                raise ConfigError(f"grid axis '{k}' has no values")
+            seen = set()
+            for v in vals:
+                _check_axis_value(k, v, self.base)
+                key = json.dumps(v, sort_keys=True, default=str)
+                if key in seen:
+                    raise ConfigError(f"grid axis '{k}' lists {v!r} twice")
+                seen.add(key)
+        return self
+
+    def cells(self) -> list[Cell]:
+        from .objective import build_objective, term_list
+
+        keys = list(self.axes)
+        out = []
+        for combo in itertools.product(*(self.axes[k] for k in keys)) if keys else [()]:
+            values = dict(zip(keys, combo))
+            cell = Cell(values)
+            try:
+                term = dict(self.base_term)
+                term.update({k: v for k, v in values.items() if k in TERM_AXES})
+                others = {k: v for k, v in values.items() if k not in TERM_AXES and k != "method"}
+                cfg = config_from_dict(others, self.base, where=f"grid cell {cell.name}")
+                if "method" in values or any(k in values for k in TERM_AXES):
+                    terms = []
+                    if "method" in values:
+                        terms, _ = term_list(values["method"])
+                    elif self.ce_weight > 0:
+                        terms = [{"loss": "ce", "weight": self.ce_weight}]
+                    if any(k in values for k in TERM_AXES) or self.base_term:
+                        if "loss" not in term:
+                            raise ConfigError("a term axis needs a loss (--loss)")
+                        terms.append(term)
+                    if "method" in values and len(terms) == len(term_list(values["method"])[0]):
+                        cfg.objective = values["method"]
+                    else:
+                        cfg.objective = {"terms": terms, "name": cell.name}
+                build_objective(cfg.objective)
+                cfg.validate()
+                cell.config = cfg
+            except ConfigError as e:
+                cell.skipped = str(e)
+            out.append(cell)
+        return out
+
+
+def grid_from_file(path: str | Path, base: RunConfig | None = None) -> Grid:
+    """A TOML grid: ``[base]`` (run-config keys, or ``config = "file.toml"``), ``[axes]`` lists, ``seeds``."""
+    from .engine.config import load_config, tomllib
+
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read grid file {p}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    unknown_keys = [k for k in data if k not in ("base", "axes", "seeds", "ce_weight", "term")]
+    if unknown_keys:
+        raise ConfigError(f"{p}: unknown key '{unknown_keys[0]}'; valid keys: base, axes, seeds, ce_weight, term")
+    base_d = dict(data.get("base", {}))
+    cfg = base or RunConfig()
+    if "config" in base_d:
+        cfg = load_config(p.parent / base_d.pop("config"), cfg)
+    cfg = config_from_dict(base_d, cfg, where=str(p))
+    axes = data.get("axes", {})
+    if not isinstance(axes, dict) or any(not isinstance(v, list) for v in axes.values()):
+        raise ConfigError(f"{p}: [axes] must map axis names to lists of values")
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"{p}: seeds must be a list of integers")
+    return Grid(cfg, dict(axes), seeds, float(data.get("ce_weight", 1.0)), dict(data.get("term", {})))
+
+
+# ------------------------------------------------------------------------------------------
+# running
+# ------------------------------------------------------------------------------------------
+def _run_cell(cfg_dict: dict[str, Any], out: str, device: str | None, threads: int | None, quiet: bool) -> dict[str, Any]:
+    """Worker entry (also used in-process): train one (cell, seed); errors become a failed row."""
+    import torch
+
+    from .engine import train
+    from .engine.trainer import RunInterrupted
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = config_from_dict(cfg_dict)
+    if device:
+        cfg.device = device
+    try:
+        return train(cfg, out, resume=True, progress=not quiet)
+    except RunInterrupted:
+        raise
+    except AkdError as e:
+        return {"status": "failed", "reason": str(e)}
+
+
+def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[str], None], progress: bool) -> None:
+    """Train/reuse the teacher once and point every cell that needs it at the same checkpoint."""
+    from .data import load_dataset
+    from .engine.teacher import resolve_teacher
+    from .objective import build_objective
+
+    needs = [c for c in cells if c.config is not None and build_objective(c.config.objective).needs_teacher]
+    if not needs:
+        return
+    groups: dict[tuple, list[Cell]] = {}
+    for c in needs:
+        key = (c.config.teacher, c.config.teacher_ckpt, c.config.dataset, c.config.dev, c.config.teacher_epochs,
+               c.config.teacher_lr, c.config.teacher_seed, c.config.batch_size, c.config.epochs)
+        groups.setdefault(key, []).append(c)
+    for cs in groups.values():
+        cfg = cs[0].config
+        if cfg.teacher_ckpt:
+            continue
+        if not cfg.teacher:
+            for c in cs:
+                c.skipped, c.config = "this objective needs a teacher: give --teacher MODEL or --teacher-ckpt PATH", None
+            continue
+        ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
+        _, info = resolve_teacher(cfg, ds, log=log, progress=progress)
+        for c in cs:
+            c.config = dataclasses.replace(c.config, teacher=None, teacher_ckpt=info["teacher_path"])
+            c.values.setdefault("teacher", cfg.teacher) if False else None
+
+
+def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = True,
+             log: Callable[[str], None] = print, devices: list[str] | None = None) -> pd.DataFrame:
+    """Run (or resume) every cell × seed; write results.csv/md/png; return the results frame."""
+    import torch
+
+    grid.validate()
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create ({e.strerror or e})") from None
+    cells = grid.cells()
+    skipped = [c for c in cells if c.skipped]
+    for c in skipped:
+        log(f"skip {c.name}: {c.skipped}")
+    resolve_shared_teacher(grid.base, cells, log, progress)
+    spec = {"axes": grid.axes, "seeds": grid.seeds, "base": grid.base.to_dict(), "ce_weight": grid.ce_weight,
+            "base_term": grid.base_term}
+    old = out / "grid.json"
+    if old.exists():
+        try:
+            prev = json.loads(old.read_text())
+        except ValueError:
+            prev = None
+        if prev and {k: prev.get(k) for k in ("axes", "base", "ce_weight", "base_term")} != json.loads(
+                json.dumps({k: spec[k] for k in ("axes", "base", "ce_weight", "base_term")}, default=str)):
+            log(f"note: {out} held a different grid; its finished cells are kept where configs match")
+    write_json(old, spec)
+    tasks = []
+    for c in cells:
+        if c.config is None:
+            continue
+        for s in grid.seeds:
+            cfg = dataclasses.replace(c.config, seed=s)
+            tasks.append((c, s, cfg, out / "cells" / c.slug / f"seed{s}"))
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    t0 = time.perf_counter()
+    if devices is None:
+        n_gpu = torch.cuda.device_count() if grid.base.device in ("auto", "cuda") else 0
+        devices = [f"cuda:{i}" for i in range(n_gpu)] if n_gpu > 1 else [None]
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+
+    def record(c: Cell, s: int, d: Path, summ: dict[str, Any]) -> None:
+        rows[(c.name, s)] = _row(c, s, d, summ)
+        done = len(rows)
+        el = time.perf_counter() - t0
+        eta = el / done * (len(tasks) - done)
+        st = summ.get("status")
+        acc = f"last {summ['last_acc']:.2f}% best {summ['best_acc']:.2f}%" if st == "finished" else f"{st}: {summ.get('reason', '')}"
+        log(f"[{done}/{len(tasks)}] {c.name} seed {s}: {acc}  (ETA {eta / 60:.1f} min)")
+        write_results(out, _frame(cells, grid.seeds, rows), grid)
+
+    try:
+        if jobs <= 1:
+            for c, s, cfg, d in tasks:
+                record(c, s, d, _run_cell(cfg.to_dict(), str(d), None, None, not progress))
+        else:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+                futs = {}
+                for i, (c, s, cfg, d) in enumerate(tasks):
+                    dev = devices[i % len(devices)]
+                    futs[ex.submit(_run_cell, cfg.to_dict(), str(d), dev, threads, True)] = (c, s, d)
+                for f in as_completed(futs):
+                    c, s, d = futs[f]
+                    try:
+                        summ = f.result()
+                    except Exception as e:  # a crashed worker is a failed row, not a lost grid
+                        summ = {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
+                    record(c, s, d, summ)
+    finally:
+        df = _frame(cells, grid.seeds, rows)
+        write_results(out, df, grid)
+    return df
+
+
+def _row(c: Cell, seed: int, d: Path, s: dict[str, Any]) -> dict[str, Any]:
+    r = {"cell": c.name, **{k: str(v) for k, v in c.values.items()}, "seed": seed, "status": s.get("status", "?"),
+         "last_acc": s.get("last_acc"), "best_acc": s.get("best_acc"), "best_epoch": s.get("best_epoch"),
+         "teacher_acc": s.get("teacher_acc"), "time_s": s.get("time_s"), "images_per_s": s.get("images_per_s"),
+         "init_digest": s.get("init_digest"), "data_digest": s.get("data_digest"), "run_dir": str(d), "reason": s.get("reason", "")}
+    return r
+
+
+def _frame(cells: list[Cell], seeds: list[int], rows: dict[tuple[str, int], dict[str, Any]]) -> pd.DataFrame:
+    out = []
+    for c in cells:
+        if c.skipped:
+            out.append({"cell": c.name, **{k: str(v) for k, v in c.values.items()}, "seed": None, "status": "skipped", "reason": c.skipped})
+            continue
+        for s in seeds:
+            out.append(rows.get((c.name, s)) or {"cell": c.name, **{k: str(v) for k, v in c.values.items()}, "seed": s, "status": "pending"})
+    return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------------------------------------
+# tables and plots
+# ------------------------------------------------------------------------------------------
+def _pm(mean: float, std: float, n: int) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: n finished seeds, mean ± std (sample std, ddof=1) of last and best accuracy, mean time."""
+    fin = df[df["status"] == "finished"].copy()
+    cells = list(dict.fromkeys(df["cell"]))
+    out = []
+    for c in cells:
+        g = fin[fin["cell"] == c]
+        allc = df[df["cell"] == c]
+        n = len(g)
+        last = pd.to_numeric(g["last_acc"]) if n else pd.Series(dtype=float)
+        best = pd.to_numeric(g["best_acc"]) if n else pd.Series(dtype=float)
+        out.append({
+            "cell": c, "n": n, "of": int(allc["seed"].notna().sum()),
+            "last_mean": last.mean() if n else float("nan"), "last_std": last.std(ddof=1) if n > 1 else 0.0,
+            "best_mean": best.mean() if n else float("nan"), "best_std": best.std(ddof=1) if n > 1 else 0.0,
+            "time_s": pd.to_numeric(g["time_s"]).mean() if n else float("nan"),
+            "status": "skipped" if (allc["status"] == "skipped").all() else ("done" if n == len(allc) else "partial"),
+        })
+    return pd.DataFrame(out)
+
+
+def markdown_table(df: pd.DataFrame, title: str = "") -> str:
+    s = summarize(df)
+    teacher = pd.to_numeric(df.get("teacher_acc", pd.Series(dtype=float)), errors="coerce").dropna()
+    lines = []
+    if title:
+        lines += [f"# {title}", ""]
+    if len(teacher):
+        lines += [f"Teacher accuracy: {teacher.iloc[0]:.2f}%", ""]
+    lines += ["| cell | seeds | last acc (%) | best acc (%) | time / run (s) |", "|---|---|---|---|---|"]
+    for _, r in s.iterrows():
+        if r["status"] == "skipped":
+            reason = df[df["cell"] == r["cell"]]["reason"].iloc[0]
+            lines.append(f"| {r['cell']} | skipped | {reason} | | |")
+            continue
+        t = "-" if math.isnan(r["time_s"]) else f"{r['time_s']:.2f}"
+        lines.append(f"| {r['cell']} | {r['n']}/{r['of']} | {_pm(r['last_mean'], r['last_std'], r['n'])} | "
+                     f"{_pm(r['best_mean'], r['best_std'], r['n'])} | {t} |")
+    lines += ["", "mean ± sample std over seeds (ddof=1); 'last' = final epoch, 'best' = best epoch on the evaluation set."]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, df: pd.DataFrame, grid: Grid | None = None, title: str | None = None) -> None:
+    atomic_write_text(out / "results.csv", df.to_csv(index=False))
+    atomic_write_text(out / "results.md", markdown_table(df, title or f"Results: {out.name}"))
+    try:
+        from .plot import bar_plot
+
+        s = summarize(df)
+        s = s[s["n"] > 0]
+        if len(s):
+            png = bar_plot(list(s["cell"]), list(s["last_mean"]), list(s["last_std"]), list(s["best_mean"]),
+                           title=title or out.name)
+            if png:
+                from .engine.checkpoint import atomic_write_bytes
+
+                atomic_write_bytes(out / "results.png", png)
+    except ImportError:  # pragma: no cover - plot module is optional until it lands
+        pass
+
+
+def report(directory: str | Path) -> pd.DataFrame:
+    """Rebuild results.csv/md/png of a grid or compare directory from its run directories."""
+    d = Path(directory)
+    spec_path = d / "grid.json"
+    if not spec_path.exists():
+        raise ConfigError(f"{d} is not a grid or compare directory (no grid.json)")
+    spec = json.loads(spec_path.read_text())
+    base = config_from_dict(spec["base"])
+    grid = Grid(base, spec["axes"], spec["seeds"], spec.get("ce_weight", 1.0), spec.get("base_term", {}))
+    cells = grid.cells()
+    rows = {}
+    for c in cells:
+        if c.skipped:
+            continue
+        for s in grid.seeds:
+            rd = d / "cells" / c.slug / f"seed{s}"
+            try:
+                summ = json.loads((rd / "summary.json").read_text())
+            except (OSError, ValueError):
+                continue
+            rows[(c.name, s)] = _row(c, s, rd, summ)
+    df = _frame(cells, grid.seeds, rows)
+    write_results(d, df, grid, title=spec.get("title"))
+    return df
