@@ -237,12 +237,15 @@ def test_rand_augment_brightness_vs_reference(magnitude):
 
 def test_rand_augment_solarize_and_posterize_vs_reference():
     x = _images(32, 3, 8, 8)
-    out, p = _ra(x, "solarize", magnitude=9)
-    thr = 255.0 - 9 * 255.0 / 30
-    assert torch.allclose(p.magnitude, torch.full_like(p.magnitude, thr))
-    for i in range(len(x)):
-        ref = torch.where(x[i].float() >= thr, 255 - x[i], x[i])
-        assert torch.equal(out[i], ref)
+    x[:, 0, 0, 0] = 170  # exactly on the bin-10 threshold: inverted (>=)
+    for m in (9, 10):
+        out, p = _ra(x, "solarize", magnitude=m)
+        thr = 255.0 - m * 255.0 / 30
+        assert torch.allclose(p.magnitude, torch.full_like(p.magnitude, thr))
+        for i in range(len(x)):
+            ref = torch.where(x[i].float() >= thr, 255 - x[i], x[i])
+            assert torch.equal(out[i], ref)
+    assert (out[:, 0, 0, 0] == 85).all()
     for m, bits in [(9, 7), (20, 5), (30, 4), (0, 8)]:
         out, p = _ra(x, "posterize", magnitude=m)
         assert int(p.magnitude[0, 0]) == bits
@@ -272,7 +275,7 @@ def test_rand_augment_translate_vs_reference(op):
             assert torch.equal(out[i], ref), (i, t)
 
 
-def test_rand_augment_autocontrast_and_contrast_vs_reference():
+def test_rand_augment_autocontrast_color_contrast_vs_reference():
     x = (_images(16, 3, 8, 8) // 2 + 40).to(torch.uint8)  # values 40..167
     out, _ = _ra(x, "autocontrast")
     for i in range(len(x)):
@@ -281,6 +284,14 @@ def test_rand_augment_autocontrast_and_contrast_vs_reference():
         ref = ((x[i].float() - lo) * (255.0 / (hi - lo))).clamp(0, 255).to(torch.uint8)
         assert torch.equal(out[i], ref)
         assert int(out[i].amax()) == 255 and int(out[i].amin()) == 0
+    out, p = _ra(x, "color", magnitude=20)
+    for i in range(len(x)):
+        f = 1.0 + float(p.magnitude[i, 0])
+        r, gr, b = x[i].float()
+        gray = (0.2989 * r + 0.587 * gr + 0.114 * b).floor()
+        ref = (f * x[i].float() + (1 - f) * gray).clamp(0, 255).to(torch.uint8)
+        assert (out[i].int() - ref.int()).abs().max() <= 1
+    assert not torch.equal(out, x)
     g = _images(16, 1, 8, 8)
     out, p = _ra(g, "contrast", magnitude=12)
     for i in range(len(g)):
@@ -362,6 +373,41 @@ def test_cifar100_pickle_loader_layout(tmp_path):
     # subsets and $AKD_DATA_DIR lookup
     sub = load_dataset("cifar100(download=False,train_n=8,test_n=3)", data_dir=str(tmp_path))
     assert len(sub.train_y) == 8 and len(sub.test_y) == 3
+
+
+def _py2_str(b: bytes) -> bytes:
+    return (b"U" + bytes([len(b)]) + b) if len(b) < 256 else (b"T" + struct.pack("<i", len(b)) + b)
+
+
+def _py2_int(v: int) -> bytes:
+    return b"K" + bytes([v]) if v < 256 else b"M" + struct.pack("<H", v)
+
+
+def _py2_cifar_pickle(data: np.ndarray, labels, label_key: bytes) -> bytes:
+    """Protocol-2 opcodes as Python 2's cPickle wrote the official files (py2 ``str`` keys
+    and array bytes, ``numpy.core.multiarray._reconstruct``)."""
+    n, d = data.shape
+    i, s2 = _py2_int, _py2_str
+    dtype = (b"cnumpy\ndtype\n" + s2(b"u1") + i(0) + i(1) + b"\x87R(" + i(3) + s2(b"|") + b"NNN"
+             + b"J\xff\xff\xff\xffJ\xff\xff\xff\xff" + i(0) + b"tb")
+    arr = (b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + i(0) + b"\x85" + s2(b"b") + b"\x87R"
+           + b"(" + i(1) + i(n) + i(d) + b"\x86" + dtype + b"\x89" + s2(data.tobytes()) + b"tb")
+    labs = b"](" + b"".join(i(int(v)) for v in labels) + b"e"
+    return b"\x80\x02}(" + s2(b"data") + arr + s2(label_key) + labs + b"u."
+
+
+def test_cifar_reads_python2_pickles(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    data = {k: rng.integers(0, 256, (n, 3072), dtype=np.uint8) for k, n in (("train", 6), ("test", 3))}
+    labels = {"train": [0, 5, 99, 42, 7, 1], "test": [3, 2, 1]}
+    for k in data:
+        (folder / k).write_bytes(_py2_cifar_pickle(data[k], labels[k], b"fine_labels"))
+    ds = load_dataset("cifar100(download=False)", data_dir=str(tmp_path))
+    assert ds.train_y.tolist() == labels["train"] and ds.test_y.tolist() == labels["test"]
+    assert torch.equal(ds.train_x.reshape(6, 3072), torch.from_numpy(data["train"]))
+    assert ds.classes is None  # no meta file: names are optional
 
 
 def test_cifar_akd_data_dir_env(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(eq=False)
 class Dataset:
     """A whole image-classification data set held in memory.
 

@@ -244,9 +244,11 @@ def fetch(spec: CifarSpec, root: Path | None = None) -> Path:
         if not src.is_dir():
             raise DataError(f"{archive} does not contain {spec.folder}/; delete it and download it again")
         final = root / spec.folder
-        if final.exists():  # an incomplete earlier copy in akd's own cache
-            shutil.rmtree(final)
-        os.replace(src, final)
+        if not all((final / f).is_file() for f in spec.train_files + spec.test_files):
+            if final.exists():  # an incomplete earlier copy in akd's own cache
+                shutil.rmtree(final)
+            os.replace(src, final)
+        # else: another process finished extracting first; keep its copy
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     archive.unlink(missing_ok=True)

@@ -112,7 +112,7 @@ def _check(num_ops: int, magnitude: int, num_bins: int, ops: Sequence[str] | Non
         raise ConfigError(f"rand_augment: magnitude={magnitude} is out of range; use 0..{num_bins - 1} (num_bins={num_bins})")
     if num_ops < 0:
         raise ConfigError(f"rand_augment: num_ops={num_ops} must be >= 0")
-    names = tuple(OPS if ops is None else ops)
+    names = tuple(dict.fromkeys(OPS if ops is None else ops))  # de-duplicated, order kept
     if not names:
         raise ConfigError(f"rand_augment: empty op pool; choose from {', '.join(OPS)}")
     for n in names:
@@ -194,7 +194,7 @@ def _affine_theta(names: tuple[str, ...], op: torch.Tensor, mag: torch.Tensor, h
     def is_(name: str) -> torch.Tensor:
         return op == names.index(name) if name in names else torch.zeros_like(op, dtype=torch.bool)
 
-    corner = is_("identity")  # RandAugment shears about center=[0, 0] (top-left)
+    corner = is_("shear_x") | is_("shear_y")  # RandAugment shears about center=[0, 0] (top-left)
     angle = torch.where(is_("rotate"), -m, zero)  # F.rotate passes -angle
     shx = torch.where(is_("shear_x"), torch.rad2deg(torch.atan(m)), zero)
     shy = torch.where(is_("shear_y"), torch.rad2deg(torch.atan(m)), zero)

@@ -456,13 +456,14 @@ def _run(ctx: Context, rd: RunDir, *, progress: bool, log: Callable[[str], None]
                         raise RunInterrupted(f"{stop.requested}: stopped at epoch {epoch + 1} step {done} with a checkpoint; "
                                              f"resume with --resume --out {rd.path}")
                 accum.check_finite()
+                lr_used = opt.param_groups[0]["lr"]
                 sched.step()
                 train_time = time.perf_counter() - t_epoch
                 elapsed += train_time
                 ev = evaluate(student, test_x, test_y, ds.mean, ds.std, batch_size=cfg.eval_batch_size,
                               device=device, amp=cfg.amp, channels_last=cl)
                 m = accum.means()
-                rec = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train": {n: m[n] for n in names},
+                rec = {"epoch": epoch + 1, "lr": lr_used, "train": {n: m[n] for n in names},
                        "train_acc": m["acc"], "test_top1": ev["top1"], "test_top5": ev["top5"], "test_loss": ev["loss"],
                        "train_time": train_time, "images_per_s": images / max(train_time, 1e-9)}
                 history.append(rec)

@@ -1,6 +1,6 @@
 """Small CNNs that train in seconds on a CPU (demos, tests, Fashion-MNIST).
 
-Not from the literature: plain conv-BN-ReLU stacks with strided downsampling,
+Not from the literature: plain conv-BN-ReLU stacks with 2x2 max-pool downsampling,
 global average pooling and a linear head, exposing the same taps as the CIFAR
 models (``map`` = last conv stage after its ReLU, ``pooled`` its global average).
 
@@ -12,8 +12,8 @@ cnn_small  16@28 -> 32@14 -> 64@7                     ~24k        student
 cnn_wide   32@28 -> 64@14 x2 -> 128@7 x2              ~0.28M      teacher
 =========  =========================================  ==========  ==========
 
-\\* for 1 input channel and 10 classes.  All downsampling is by stride-2 3x3
-convolutions.
+\\* for 1 input channel and 10 classes.  All downsampling is by 2x2 max pooling
+(it learns Fashion-MNIST markedly faster than stride-2 convolutions at equal width).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class SimpleCNN(TapsModel):
     """A stack of conv-BN-ReLU stages; ``stages`` is a list of ``(channels, num_convs)``.
 
     The first stage keeps the input resolution; every later stage starts with a
-    stride-2 conv.  ``features`` holds the convs, ``fc`` the linear head.
+    2x2 max pool.  ``features`` holds the convs, ``fc`` the linear head.
     """
 
     def __init__(self, stages: list[tuple[int, int]], num_classes: int = 10, in_channels: int = 1,
@@ -51,8 +51,10 @@ class SimpleCNN(TapsModel):
         layers: list[nn.Module] = []
         cin = in_channels
         for i, (cout, n) in enumerate(stages):
+            if i > 0:
+                layers.append(nn.MaxPool2d(2))
             for j in range(n):
-                layers.append(conv_bn_relu(cin, cout, stride=2 if (i > 0 and j == 0) else 1))
+                layers.append(conv_bn_relu(cin, cout))
                 cin = cout
         self.features = nn.Sequential(*layers)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()

@@ -1,0 +1,25 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own teacher cache (never the user's)."""
+    monkeypatch.setenv("AKD_CACHE_DIR", str(tmp_path_factory.mktemp("akd-cache")))
+
+
+def fmnist_available() -> bool:
+    from akd.data import load_dataset
+
+    try:
+        load_dataset("fashion-mnist(train_n=10,test_n=10,download=False)")
+        return True
+    except Exception:
+        return False
