@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .affinity import AFFINITIES, Affinity, Nodes
+from .affinity import AFFINITIES, Affinity, Nodes, edge_gram
 from .errors import ConfigError, closest, unknown
 from .losses import LOSSES, MatchLoss
 from .normalization import NORMALIZATIONS, Normalization
@@ -191,10 +191,13 @@ class Term(nn.Module):
                     t_graphs = self.affinity.graphs(xt, sub)
                 value = xs.new_zeros(())
                 for gs, gt in zip(s_graphs, t_graphs):
-                    mask = self._mask(gs.kind, gs.rel.shape[0], sub, gs.rel.device, student)
-                    with torch.no_grad():
-                        t_rel = self.norm(gt.rel)
-                    part = self.loss(self.norm(gs.rel), t_rel, mask)
+                    mask = self._mask(gs.kind, gs.size, sub, xs.device, student)
+                    if gs.rel is None and edge_gram.supports(self.norm, self.loss):
+                        part = edge_gram.edge_mse(gs.nodes, gt.nodes, self.norm, mask)
+                    else:
+                        with torch.no_grad():
+                            t_rel = self.norm(gt.relation)
+                        part = self.loss(self.norm(gs.relation), t_rel, mask)
                     if len(s_graphs) > 1:
                         out[f"{self.name}/{gs.name}"] = (self.weight * gs.weight * part).detach()
                     value = value + gs.weight * part

@@ -67,7 +67,14 @@ def parse_spec(spec: Spec, family: str = "part") -> tuple[str, dict[str, Any]]:
 def _literal(node: ast.AST) -> Any:
     """A literal value; a bare identifier (``t=abc``) is read as the string 'abc'."""
     if isinstance(node, ast.Name):
-        return {"true": True, "false": False, "none": None, "null": None}.get(node.id.lower(), node.id)
+        key = node.id.lower()
+        if key in ("inf", "nan"):
+            return float(key)
+        return {"true": True, "false": False, "none": None, "null": None}.get(key, node.id)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) and isinstance(node.operand, ast.Name):
+        inner = _literal(node.operand)
+        if isinstance(inner, float):
+            return -inner if isinstance(node.op, ast.USub) else inner
     try:
         return ast.literal_eval(node)
     except ValueError:

@@ -346,6 +346,16 @@ def test_pkt_preset(seed):
     assert out["total"].item() == approx(ce + 30000.0 * pkt)
 
 
+def test_pkt_preset_with_tiny_and_zero_rows():
+    """x / (‖x‖ + 1e-7): a row of norm 1e-7 is only half normalised, a zero row stays 0 (cosine 0 → 0.5)."""
+    s, t, y = make_batch(4)
+    s["pooled"][2] = s["pooled"][2] / s["pooled"][2].norm() * 1e-7
+    s["pooled"][4] = 0.0
+    t["pooled"][1] = t["pooled"][1] / t["pooled"][1].norm() * 3e-7
+    out = build_objective("pkt")(s, t, y)
+    assert out["pkt"].item() == approx(30000.0 * ref_pkt(L(s["pooled"]), L(t["pooled"])))
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_cc_preset(seed):
     s, t, y = make_batch(seed)
@@ -497,6 +507,19 @@ def test_virtual_relation_two_views_weighted(redundant):
     assert out["v/is"].item() == approx(3.0 * 0.5 * l_is)
     assert out["v/ic"].item() == approx(3.0 * 2.0 * l_ic)
     assert out["total"].item() == approx(3.0 * (0.5 * l_is + 2.0 * l_ic))
+
+
+@pytest.mark.parametrize("redundant", ["none", "symmetric"])
+def test_joint_entropy_quantile_one_keeps_every_pair(redundant):
+    """q = 1: the threshold is the largest H_i + H_j (i ≠ j), and only pairs *exceeding* it are dropped."""
+    s, t, _ = make_batch(24, rows=2 * B)
+    base = [{"affinity": "virtual-relation", "norm": "zs", "loss": "mse", "redundant": redundant, "name": "v"}]
+    pruned = build_objective([dict(base[0], unreliable="joint-entropy", quantile=1.0)])(s, t)
+    plain = build_objective(base)(s, t)
+    l_is, _, _ = ref_vrm_graphs(L(s["logits"]), L(t["logits"]), B, redundant, "joint-entropy", 1.0)
+    if redundant == "symmetric":  # the diagonal 2·H_i can exceed the off-diagonal maximum only with redundant='none'
+        assert pruned["v/is"].item() == approx(plain["v/is"].item())
+    assert pruned["v/is"].item() == approx(l_is)
 
 
 def test_virtual_relation_joint_entropy_other_quantile():

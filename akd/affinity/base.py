@@ -47,12 +47,28 @@ class Nodes:
 
 @dataclass
 class Graph:
-    """One relation graph produced by an affinity."""
+    """One relation graph produced by an affinity.
+
+    Edge graphs may be given *implicitly* by their node matrix ``nodes`` [N, D] (edges
+    E[i, j] = nodes_i − nodes_j); ``relation`` materialises them on demand, and a term can
+    match them in closed form instead (:mod:`akd.affinity._edge_gram`).
+    """
 
     name: str
-    rel: Tensor
+    rel: Tensor | None
     kind: str
     weight: float = 1.0
+    nodes: Tensor | None = None
+
+    @property
+    def relation(self) -> Tensor:
+        if self.rel is None:
+            self.rel = self.nodes.unsqueeze(1) - self.nodes.unsqueeze(0)
+        return self.rel
+
+    @property
+    def size(self) -> int:
+        return (self.nodes if self.rel is None else self.rel).shape[0]
 
 
 class Affinity(nn.Module):
@@ -68,7 +84,13 @@ class Affinity(nn.Module):
         raise NotImplementedError
 
     def graphs(self, x: Tensor, nodes: Nodes) -> list[Graph]:
+        if getattr(self, "edge_vectors", False):
+            return [Graph("", None, self.kind, nodes=self.edge_nodes(x))]
         return [Graph("", self.relation(x), self.kind)]
+
+    def edge_nodes(self, x: Tensor) -> Tensor:
+        """For edge affinities: the node matrix whose pairwise differences are the edges."""
+        raise NotImplementedError
 
     @property
     def graph_kinds(self) -> set[str]:

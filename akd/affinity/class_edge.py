@@ -19,5 +19,8 @@ class ClassEdge(Affinity):
 
     kind = "class"
 
+    def edge_nodes(self, x: Tensor) -> Tensor:
+        return x.t()
+
     def relation(self, x: Tensor) -> Tensor:
         return edges(x.t())

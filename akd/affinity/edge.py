@@ -22,6 +22,9 @@ class Edge(Affinity):
 
     edge_vectors = True
 
+    def edge_nodes(self, x: Tensor) -> Tensor:
+        return x
+
     def relation(self, x: Tensor) -> Tensor:
         return edges(x)
 

@@ -41,9 +41,9 @@ class VirtualRelation(Affinity):
     def graphs(self, x: Tensor, nodes: Nodes) -> list[Graph]:
         out = []
         if self.is_weight > 0:
-            out.append(Graph("is", edges(x), "sample", self.is_weight))
+            out.append(Graph("is", None, "sample", self.is_weight, nodes=x))
         if self.ic_weight > 0:
-            out.append(Graph("ic", edges(x.t()), "class", self.ic_weight))
+            out.append(Graph("ic", None, "class", self.ic_weight, nodes=x.t()))
         return out
 
     def relation(self, x: Tensor) -> Tensor:
