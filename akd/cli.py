@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from . import __version__
 from .errors import AkdError, ConfigError
 
 
@@ -22,36 +23,56 @@ class State:
     debug = False
 
 
-def _fail(e: BaseException) -> None:
+def _fail(e: BaseException, message: str | None = None, code: int | None = None) -> None:
+    """Print ONE line (the traceback too with --debug) and exit."""
     if State.debug:
         traceback.print_exc()
-    click.echo(f"error: {e}", err=True)
-    sys.exit(getattr(e, "exit_code", 2))
+    text = " ".join(str(message if message is not None else e).split("\n")).strip() or type(e).__name__
+    click.echo(f"error: {text}", err=True)
+    sys.exit(code if code is not None else getattr(e, "exit_code", 2))
+
+
+def _usage_line(e: click.UsageError) -> str:
+    """A click usage error as one line, with the help command to run."""
+    msg = " ".join(e.format_message().split())
+    cmd = e.ctx.command_path if e.ctx is not None else "akd"
+    return f"{msg} (see '{cmd} --help')"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point."""
-    State.debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    """Console entry point: user errors are one line on stderr and exit code 2 (130 when interrupted)."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    State.debug = "--debug" in args
+    if State.debug:  # accept --debug anywhere on the line, not only before the command
+        args = ["--debug"] + [a for a in args if a != "--debug"]
+    no_args_help = getattr(click.exceptions, "NoArgsIsHelpError", ())
     try:
-        cli.main(args=argv, prog_name="akd", standalone_mode=False)
+        cli.main(args=args, prog_name="akd", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as e:
+    except no_args_help as e:  # `akd` alone: show the help
         e.show()
         sys.exit(2)
+    except click.UsageError as e:
+        _fail(e, _usage_line(e), 2)
+    except click.ClickException as e:
+        _fail(e, e.format_message(), 2)
     except AkdError as e:
         _fail(e)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as e:  # disk full, permissions, ... outside the places that already explain them
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        _fail(e, f"{e.strerror or e}{where}", 2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.version_option(package_name="akd")
+@click.version_option(version=__version__, prog_name="akd")
 def cli(debug: bool) -> None:
     """akd: relation-based (affinity) knowledge distillation.
 
@@ -106,18 +127,83 @@ def run_options(f):
     return f
 
 
+def apply_overrides(cfg, overrides: dict[str, Any]):
+    """Overlay the flags that were given on ``cfg`` (flags win over a config file)."""
+    from .engine import config_from_dict
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    cfg = config_from_dict(given, cfg, where="command line")
+    # --teacher on the command line replaces a file's teacher_ckpt and vice versa
+    if given.get("teacher_ckpt") is not None and given.get("teacher") is None:
+        cfg.teacher = None
+    if given.get("teacher") is not None and given.get("teacher_ckpt") is None:
+        cfg.teacher_ckpt = None
+    return cfg
+
+
+def check_config(cfg, config_path=None, objective_from_file: bool = False):
+    """Validate everything that needs no data: objective, values, device, model and dataset names.
+
+    Runs before anything is written, so a typo never leaves a run directory behind.
+    """
+    from .data import DATASETS
+    from .engine.device import resolve_device
+    from .models import MODELS
+    from .objective import build_objective
+
+    try:
+        build_objective(cfg.objective)
+    except ConfigError as e:
+        if config_path and objective_from_file:
+            raise ConfigError(f"{config_path}: {e}") from None
+        raise
+    cfg.validate()
+    resolve_device(cfg.device)
+    MODELS.resolve(cfg.student)
+    if cfg.teacher:
+        MODELS.resolve(cfg.teacher)
+    DATASETS.resolve(cfg.dataset)
+    return cfg
+
+
 def build_config(config_path, overrides: dict[str, Any], objective_flags: dict[str, Any]):
-    from .engine import RunConfig, config_from_dict, load_config
+    from .engine import RunConfig, load_config
 
     cfg = load_config(config_path) if config_path else RunConfig()
-    cfg = config_from_dict({k: v for k, v in overrides.items() if v is not None}, cfg, where="command line")
+    cfg = apply_overrides(cfg, overrides)
     obj = objective_from_flags(objective_flags, cfg.objective)
     if obj is not None:
         cfg.objective = obj
+    return check_config(cfg, config_path, objective_from_file=obj is None)
+
+
+def preflight_run(cfg):
+    """Checks that need the data (batch size, teacher checkpoint fit); returns the loaded data set."""
+    from .data import load_dataset
+    from .engine.teacher import load_model_file
     from .objective import build_objective
 
-    build_objective(cfg.objective)  # validate now, before any data or teacher work
-    return cfg
+    ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
+    n_train = ds.train_x.shape[0]
+    if cfg.batch_size > n_train:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the training set ({n_train} images)")
+    if cfg.teacher_ckpt and build_objective(cfg.objective).needs_teacher:
+        load_model_file(cfg.teacher_ckpt, ds.num_classes, ds.in_shape)
+    return ds
+
+
+def _remove_unstarted(out_dir: Path, existed: bool) -> None:
+    """After a failure before training started, remove what `train` wrote into a fresh --out."""
+    if not out_dir.is_dir():
+        return
+    if {p.name for p in out_dir.iterdir()} - {"config.json"}:
+        return
+    (out_dir / "config.json").unlink(missing_ok=True)
+    if not existed:
+        try:
+            out_dir.rmdir()
+        except OSError:
+            pass
 
 
 def objective_from_flags(fl: dict[str, Any], current: Any) -> Any:
@@ -187,13 +273,30 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
     akd run --config experiments/fashion_mnist_demo.toml --seed 1
     """
     from .engine import train
+    from .engine.trainer import RunDir, RunInterrupted
+    from .errors import TrainingDiverged
 
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
                      teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                      compile=compile_)
     cfg = build_config(config_path, overrides, {k.rstrip("_"): v for k, v in objective_flags.items()})
     out_dir = Path(out) if out else default_out(cfg)
-    s = train(cfg, out_dir, resume=resume, force=force, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    if resume and force:
+        raise ConfigError("give either --resume or --force, not both")
+    existed = out_dir.exists()
+    fresh = RunDir(out_dir).read_config() is None
+    if resume and fresh:
+        raise ConfigError(f"--resume: {out_dir} holds no akd run to resume (no config.json); drop --resume to start one")
+    data = None
+    if not resume:  # the stored config replaces the flags on --resume; otherwise check the data before writing
+        data = preflight_run(cfg)
+    try:
+        s = train(cfg, out_dir, resume=resume, force=force, progress=not quiet, log=lambda m: click.echo(m, err=True),
+                  data=data)
+    except AkdError as e:
+        if fresh and not isinstance(e, (RunInterrupted, TrainingDiverged)):
+            _remove_unstarted(out_dir, existed)
+        raise
     print_summary(s, out_dir)
 
 
@@ -347,12 +450,13 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
         raise ConfigError(f"--jobs {jobs}: must be >= 1")
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
                      teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_)
-    base = build_config(config_path, overrides, {})
     if grid_path:
-        g = grid_from_file(grid_path, base)
-        g.base = build_config(None, {}, {}) if False else g.base
+        from .engine import RunConfig, load_config
+
+        g = grid_from_file(grid_path, load_config(config_path) if config_path else RunConfig())
+        g.base = check_config(apply_overrides(g.base, overrides), grid_path, objective_from_file=True)  # flags win
     else:
-        g = Grid(base, {}, [0], ce_weight)
+        g = Grid(build_config(config_path, overrides, {}), {}, [0], ce_weight)
     flag_axes = {"method": methods, "affinity": affinity, "norm": norm, "loss": loss_, "source": source, "weight": weight,
                  "pre": pre, "redundant": redundant, "unreliable": unreliable}
     for k, v in flag_axes.items():

@@ -115,12 +115,28 @@ class Grid:
     seeds: list[int]
     ce_weight: float = 1.0
     base_term: dict[str, Any] = field(default_factory=dict)
+    #: explicit cells (dicts of axis values), crossed with ``axes``; e.g. a one-factor-at-a-time ablation
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    title: str | None = None
 
     def validate(self) -> "Grid":
         if not self.seeds:
             raise ConfigError("the seed list is empty; give e.g. --seeds 0,1,2")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"--seeds {','.join(map(str, self.seeds))} lists a seed twice")
+        for i, v in enumerate(self.variants):
+            if not isinstance(v, dict) or not v:
+                raise ConfigError(f"grid cell {i + 1} must be a non-empty table of axis values")
+            for k, val in v.items():
+                if k in self.axes:
+                    raise ConfigError(f"grid cell {i + 1} sets '{k}', which is also an axis")
+                if k not in TERM_AXES and k != "method" and k.replace("-", "_") not in FIELDS:
+                    near = closest(k, list(TERM_AXES) + ["method"] + list(FIELDS))
+                    raise ConfigError(f"grid cell {i + 1}: unknown key '{k}'" + (f" (did you mean '{near}'?)" if near else ""))
+                _check_axis_value(k, val, self.base)
+        names = [json.dumps(v, sort_keys=True, default=str) for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ConfigError("the grid lists the same cell twice")
         for k, vals in self.axes.items():
             if k not in TERM_AXES and k != "method" and k.replace("-", "_") not in FIELDS:
                 near = closest(k, list(TERM_AXES) + ["method"] + list(FIELDS))
@@ -143,8 +159,9 @@ class Grid:
 
         keys = list(self.axes)
         out = []
-        for combo in itertools.product(*(self.axes[k] for k in keys)) if keys else [()]:
-            values = dict(zip(keys, combo))
+        combos = list(itertools.product(*(self.axes[k] for k in keys))) if keys else [()]
+        for variant, combo in itertools.product(self.variants or [{}], combos):
+            values = {**variant, **dict(zip(keys, combo))}
             cell = Cell(values)
             try:
                 term = dict(self.base_term)
@@ -185,9 +202,10 @@ def grid_from_file(path: str | Path, base: RunConfig | None = None) -> Grid:
         raise ConfigError(f"cannot read grid file {p}: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML ({e})") from None
-    unknown_keys = [k for k in data if k not in ("base", "axes", "seeds", "ce_weight", "term")]
+    valid = ("base", "axes", "cells", "seeds", "ce_weight", "term", "title")
+    unknown_keys = [k for k in data if k not in valid]
     if unknown_keys:
-        raise ConfigError(f"{p}: unknown key '{unknown_keys[0]}'; valid keys: base, axes, seeds, ce_weight, term")
+        raise ConfigError(f"{p}: unknown key '{unknown_keys[0]}'; valid keys: {', '.join(valid)}")
     base_d = dict(data.get("base", {}))
     cfg = base or RunConfig()
     if "config" in base_d:
@@ -199,7 +217,11 @@ def grid_from_file(path: str | Path, base: RunConfig | None = None) -> Grid:
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"{p}: seeds must be a list of integers")
-    return Grid(cfg, dict(axes), seeds, float(data.get("ce_weight", 1.0)), dict(data.get("term", {})))
+    cells = data.get("cells", [])
+    if not isinstance(cells, list):
+        raise ConfigError(f"{p}: [[cells]] must be an array of tables")
+    return Grid(cfg, dict(axes), seeds, float(data.get("ce_weight", 1.0)), dict(data.get("term", {})),
+                [dict(c) for c in cells], data.get("title"))
 
 
 # ------------------------------------------------------------------------------------------
@@ -223,6 +245,42 @@ def _run_cell(cfg_dict: dict[str, Any], out: str, device: str | None, threads: i
         raise
     except AkdError as e:
         return {"status": "failed", "reason": str(e)}
+
+
+def preflight(cells: list[Cell]) -> None:
+    """Bad input is an error before anything is written, not a column of failed rows.
+
+    For every runnable cell: the device, the model names, the data set (loaded once per
+    distinct spec: missing or corrupt files), the batch size against the training set and a
+    given teacher checkpoint (readable, matching classes and input shape).
+    """
+    from .data import load_dataset
+    from .engine.device import resolve_device
+    from .engine.teacher import load_model_file
+    from .models import MODELS
+    from .objective import build_objective
+
+    checked: set[str] = set()
+    for c in cells:
+        cfg = c.config
+        if cfg is None:
+            continue
+        resolve_device(cfg.device)
+        MODELS.resolve(cfg.student)
+        if cfg.teacher:
+            MODELS.resolve(cfg.teacher)
+        key = json.dumps([cfg.dataset, cfg.data_dir, cfg.dev, cfg.batch_size,
+                          cfg.teacher_ckpt if build_objective(cfg.objective).needs_teacher else None],
+                         sort_keys=True, default=str)
+        if key in checked:
+            continue
+        checked.add(key)
+        ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
+        n_train = ds.train_x.shape[0]
+        if cfg.batch_size > n_train:
+            raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the training set ({n_train} images)")
+        if cfg.teacher_ckpt and build_objective(cfg.objective).needs_teacher:
+            load_model_file(cfg.teacher_ckpt, ds.num_classes, ds.in_shape)
 
 
 def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[str], None], progress: bool) -> None:
@@ -261,27 +319,30 @@ def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = Tru
 
     grid.validate()
     out = Path(out)
+    cells = grid.cells()
+    preflight(cells)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot create ({e.strerror or e})") from None
-    cells = grid.cells()
     skipped = [c for c in cells if c.skipped]
     for c in skipped:
         log(f"skip {c.name}: {c.skipped}")
     resolve_shared_teacher(grid.base, cells, log, progress)
     spec = {"axes": grid.axes, "seeds": grid.seeds, "base": grid.base.to_dict(), "ce_weight": grid.ce_weight,
-            "base_term": grid.base_term}
+            "base_term": grid.base_term, "variants": grid.variants, "title": grid.title}
     old = out / "grid.json"
     if old.exists():
         try:
             prev = json.loads(old.read_text())
         except ValueError:
             prev = None
-        if prev and {k: prev.get(k) for k in ("axes", "base", "ce_weight", "base_term")} != json.loads(
-                json.dumps({k: spec[k] for k in ("axes", "base", "ce_weight", "base_term")}, default=str)):
+        keys = ("axes", "base", "ce_weight", "base_term", "variants")
+        if prev and {k: prev.get(k) for k in keys} != json.loads(json.dumps({k: spec[k] for k in keys}, default=str)):
             log(f"note: {out} held a different grid; its finished cells are kept where configs match")
-    write_json(old, spec)
+    # not write_json: its sorted keys would reorder the axes (and cell values), and cell names and
+    # folders depend on that order (akd report rebuilds them from this file)
+    atomic_write_text(old, json.dumps(spec, indent=2, default=str) + "\n")
     tasks = []
     for c in cells:
         if c.config is None:
@@ -304,7 +365,7 @@ def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = Tru
         st = summ.get("status")
         acc = f"last {summ['last_acc']:.2f}% best {summ['best_acc']:.2f}%" if st == "finished" else f"{st}: {summ.get('reason', '')}"
         log(f"[{done}/{len(tasks)}] {c.name} seed {s}: {acc}  (ETA {eta / 60:.1f} min)")
-        write_results(out, _frame(cells, grid.seeds, rows), grid)
+        write_results(out, _frame(cells, grid.seeds, rows), grid, title=grid.title)
 
     try:
         if jobs <= 1:
@@ -327,7 +388,7 @@ def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = Tru
                     record(c, s, d, summ)
     finally:
         df = _frame(cells, grid.seeds, rows)
-        write_results(out, df, grid)
+        write_results(out, df, grid, title=grid.title)
     return df
 
 
@@ -420,15 +481,36 @@ def write_results(out: Path, df: pd.DataFrame, grid: Grid | None = None, title: 
         pass
 
 
+def _axes_in_order(d: Path, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The axes in the order the grid ran them (cell names and folders depend on it).
+
+    grid.json keeps that order; one written with sorted keys (by older versions) is matched
+    against the cell folders that exist.
+    """
+    def hits(order: tuple[str, ...]) -> int:
+        cand = {k: axes[k] for k in order}
+        return sum((d / "cells" / Cell(dict(zip(cand, combo))).slug).is_dir() for combo in itertools.product(*cand.values()))
+
+    if not axes or hits(tuple(axes)) or len(axes) > 6:
+        return dict(axes)
+    best = max(itertools.permutations(axes), key=hits)
+    return {k: axes[k] for k in best}
+
+
 def report(directory: str | Path) -> pd.DataFrame:
     """Rebuild results.csv/md/png of a grid or compare directory from its run directories."""
     d = Path(directory)
     spec_path = d / "grid.json"
     if not spec_path.exists():
         raise ConfigError(f"{d} is not a grid or compare directory (no grid.json)")
-    spec = json.loads(spec_path.read_text())
-    base = config_from_dict(spec["base"])
-    grid = Grid(base, spec["axes"], spec["seeds"], spec.get("ce_weight", 1.0), spec.get("base_term", {}))
+    try:
+        spec = json.loads(spec_path.read_text())
+        base = config_from_dict(spec["base"], where=str(spec_path))
+        axes = _axes_in_order(d, spec["axes"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{spec_path} is damaged ({type(e).__name__}: {e}); re-run the grid to rewrite it") from None
+    grid = Grid(base, axes, spec["seeds"], spec.get("ce_weight", 1.0), spec.get("base_term", {}), spec.get("variants", []),
+                spec.get("title"))
     cells = grid.cells()
     rows = {}
     for c in cells:

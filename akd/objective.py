@@ -212,9 +212,14 @@ class Objective(nn.Module):
         if not terms:
             raise ConfigError("an objective needs at least one term")
         names = [t.name for t in terms]
-        for i, t in enumerate(terms):  # make names unique
-            if names.count(t.name) > 1:
-                t.name = f"{t.name}#{names[:i].count(t.name) + 1}"
+        used: set[str] = set()
+        for t in terms:  # make names unique: repeated names get #1, #2, … (skipping names already taken)
+            if names.count(t.name) > 1 or t.name in used:
+                k, base = 1, t.name
+                while f"{base}#{k}" in used or f"{base}#{k}" in names:
+                    k += 1
+                t.name = f"{base}#{k}"
+            used.add(t.name)
         self.terms = nn.ModuleList(terms)
         self.name = name
         vs = {t.views for t in terms if t.views}

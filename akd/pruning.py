@@ -56,6 +56,8 @@ def joint_entropy_mask(logits: Tensor, q: float) -> Tensor:
     h = -(logp.exp() * logp).sum(dim=-1)
     j = h.unsqueeze(1) + h.unsqueeze(0)
     n = j.shape[0]
+    if n < 2:  # a single node has no pairs to prune
+        return torch.ones_like(j, dtype=torch.bool)
     off_diagonal = j.flatten()[1:].view(n - 1, n + 1)[:, :-1]  # the n(n-1) entries i != j, no host sync
     thr = torch.quantile(off_diagonal.flatten(), q)
     return j <= thr

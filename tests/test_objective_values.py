@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import akd
 from akd import METHODS, build_objective
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -520,6 +519,32 @@ def test_joint_entropy_quantile_one_keeps_every_pair(redundant):
     if redundant == "symmetric":  # the diagonal 2·H_i can exceed the off-diagonal maximum only with redundant='none'
         assert pruned["v/is"].item() == approx(plain["v/is"].item())
     assert pruned["v/is"].item() == approx(l_is)
+
+
+def _near_duplicate_views(seed, noise):
+    """[real; virtual] logits where each virtual view is its real view plus a small perturbation."""
+    s, t, _ = make_batch(seed, rows=2 * B)
+    g = torch.Generator().manual_seed(seed + 1000)
+    for rep in (s, t):
+        rep["logits"][B:] = rep["logits"][:B] + noise * torch.randn(B, C, generator=g)
+    return s, t
+
+
+@pytest.mark.parametrize("noise", [0.3, 0.1])
+def test_virtual_relation_zs_with_close_views(noise):
+    s, t = _near_duplicate_views(30, noise)
+    out = build_objective([{"affinity": "virtual-relation", "norm": "zs", "loss": "mse", "redundant": "symmetric", "name": "v"}])(s, t)
+    l_is, l_ic, _ = ref_vrm_graphs(L(s["logits"]), L(t["logits"]), B, "symmetric", "none")
+    assert out["v/is"].item() == approx(l_is)
+    assert out["v/ic"].item() == approx(l_ic)
+
+
+@pytest.mark.parametrize("noise", [0.01, 0.003])
+def test_virtual_relation_zs_with_near_duplicate_views(noise):
+    s, t = _near_duplicate_views(30, noise)
+    out = build_objective([{"affinity": "virtual-relation", "norm": "zs", "loss": "mse", "redundant": "symmetric", "name": "v"}])(s, t)
+    l_is, _, _ = ref_vrm_graphs(L(s["logits"]), L(t["logits"]), B, "symmetric", "none")
+    assert out["v/is"].item() == approx(l_is)
 
 
 def test_virtual_relation_joint_entropy_other_quantile():

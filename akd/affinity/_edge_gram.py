@@ -15,17 +15,18 @@ Then, per pair (i, j), with a = ‖e^s‖², b = ‖e^t‖², c = ⟨e^s, e^t⟩
 
 * none: ‖e^s − e^t‖² = a + b − 2c
 * l2:   ‖ê^s − ê^t‖² = a/m_s² + b/m_t² − 2c/(m_s m_t),  m = √max(‖e‖², eps²) = max(‖e‖, eps)
-  (eps² is floored at 1e-20 so that zero edges keep finite gradients in fp32; this differs from
+  (eps² is floored at 1e-20 so that zero edges keep moderate gradients; this differs from
   ``F.normalize`` only for edges shorter than 1e-10)
 * zs:   ‖z^s − z^t‖² = a/v_s + b/v_t − 2c/√(v_s v_t),   v = ‖ẽ‖²/D + eps  (population variance)
 
 and mse = mean over kept pairs of that value / D — the same number the materialised path
 computes (up to float rounding; the tests compare both).  Squared norms are clamped at 0, and
-an edge whose squared norm is below ``ZERO_EDGE`` (1e-5) × (‖x_i‖² + ‖x_j‖²), i.e. shorter than
-0.3 % of its endpoints, is below the fp32 resolution of the identity and is taken as an exact
-zero edge (normalised to 0, zero gradient).  Such near-duplicate nodes occur in VRM when a
-virtual view happens to equal its real view; the materialised path normalises their tiny
-rounding-level differences instead.
+the Gram matrices are computed in float64 (the identities subtract large, nearly equal numbers;
+in fp32 an edge between near-duplicate nodes, e.g. a virtual view that barely differs from its
+real view, would lose most of its digits; the N×N fp64 products cost O(N²·D) flops and
+O(N²) memory).  An edge whose squared norm is below ``ZERO_EDGE`` (1e-12) × (‖x_i‖² + ‖x_j‖²)
+is at the resolution of fp32 inputs and is taken as an exact zero edge (normalised to 0, zero
+gradient), as the materialised path does for exact duplicates.
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ def supports(norm, loss) -> bool:
     return _ENABLED and type(loss) is MSE and _norm_kind(norm) is not None
 
 
-#: squared edge norms below ZERO_EDGE · (‖x_i‖² + ‖x_j‖²) are below the resolution of the fp32
+#: squared edge norms below ZERO_EDGE · (‖x_i‖² + ‖x_j‖²) are below the resolution of the (fp64)
 #: Gram identity (cancellation) and are treated as exact zero edges (value 0, gradient 0)
-ZERO_EDGE = 1e-5
+ZERO_EDGE = 1e-12
 
 
 def _sq_edges(g: Tensor) -> tuple[Tensor, Tensor]:
@@ -94,6 +95,8 @@ def edge_mse(xs: Tensor, xt: Tensor, norm, mask: Tensor | None) -> Tensor:
     """mse between N(x^s_i − x^s_j) and N(x^t_i − x^t_j) over kept pairs, without the [N, N, D] tensors."""
     kind = _norm_kind(norm)
     d = xs.shape[1]
+    dtype = xs.dtype
+    xs, xt = xs.double(), xt.double()  # the identities cancel: fp64 keeps near-duplicate edges exact
     if kind == "zs":
         xs = xs - xs.mean(dim=1, keepdim=True)
         xt = xt - xt.mean(dim=1, keepdim=True)
@@ -101,10 +104,10 @@ def edge_mse(xs: Tensor, xt: Tensor, norm, mask: Tensor | None) -> Tensor:
     if kind == "none":
         sq = a + b - 2.0 * c
     elif kind == "l2":
-        e2 = max(norm.eps**2, 1e-20)  # keeps 1/m² finite in fp32 for zero edges (the diagonal)
+        e2 = max(norm.eps**2, 1e-20)  # keeps 1/m² well inside range for zero edges (the diagonal)
         ms, mt = a.clamp_min(e2), b.clamp_min(e2)
         sq = a / ms + b / mt - 2.0 * c * ms.rsqrt() * mt.rsqrt()
     else:
         vs, vt = a / d + norm.eps, b / d + norm.eps
         sq = a / vs + b / vt - 2.0 * c * (vs * vt).rsqrt()
-    return masked_mean(sq.clamp_min(0.0), mask) / d
+    return (masked_mean(sq.clamp_min(0.0), mask) / d).to(dtype)

@@ -17,11 +17,24 @@ import torch
 from ..errors import AkdError, CheckpointError
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        try:  # mkstemp makes 0600 files; results and checkpoints get the usual umask permissions
+            os.fchmod(fd, 0o666 & ~_UMASK)
+        except OSError:  # pragma: no cover - file systems without permissions
+            pass
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -64,7 +77,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # zipfile/pickle/EOF errors of truncated files
-        raise CheckpointError(f"checkpoint {p} is corrupt or truncated ({type(e).__name__}); delete it or pass another") from None
+        raise CheckpointError(f"checkpoint {p} is corrupt or truncated ({type(e).__name__}); delete it (a run then starts over) "
+                              "or pass another file") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {p} does not hold an akd checkpoint")
     return state

@@ -91,6 +91,9 @@ def resolve_teacher(cfg: RunConfig, ds: Any, *, log: Callable[[str], None] = pri
         return load_model_file(cfg.teacher_ckpt, ds.num_classes, ds.in_shape)
     if not cfg.teacher:
         raise ConfigError("this objective needs a teacher: give --teacher MODEL or --teacher-ckpt PATH")
+    from ..models import MODELS
+
+    MODELS.resolve(cfg.teacher)  # a misspelt teacher is an error before a cache entry is made
     d = teacher_dir(cfg)
     if not (d / "model.pt").exists():
         from .trainer import train

@@ -22,6 +22,14 @@ def _expand(mask: Tensor, like: Tensor) -> Tensor:
     return mask.expand_as(like)
 
 
+def kept(x: Tensor | None, mask: Tensor | None, fill: float = 0.0) -> Tensor | None:
+    """``x`` with pruned entries replaced by the constant ``fill`` *before* any arithmetic, so that
+    neither a value nor a gradient (not even a NaN) can flow from a pruned entry."""
+    if mask is None or x is None:
+        return x
+    return torch.where(_expand(mask, x), x, x.new_full((), fill))
+
+
 def masked_mean(elem: Tensor, mask: Tensor | None) -> Tensor:
     """Mean of ``elem`` over entries where ``mask`` (broadcast over trailing axes) is True."""
     if mask is None:

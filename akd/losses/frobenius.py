@@ -3,7 +3,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from . import LOSSES
-from .base import MatchLoss, masked_sum
+from .base import MatchLoss, kept, masked_sum
 
 
 @LOSSES.register("frobenius", aliases=("fro",))
@@ -15,5 +15,6 @@ class Frobenius(MatchLoss):
     """
 
     def forward(self, s: Tensor, t: Tensor, mask: Tensor | None = None, targets: Tensor | None = None) -> Tensor:
+        s, t = kept(s, mask), kept(t, mask)
         total, count = masked_sum((s - t).pow(2), mask)
         return total / count

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..registry import require
 from . import LOSSES
-from .base import MatchLoss
+from .base import MatchLoss, kept
 
 
 @LOSSES.register("kl")
@@ -29,11 +29,11 @@ class KL(MatchLoss):
         self.reduction, self.eps = reduction, eps
 
     def forward(self, s: Tensor, t: Tensor, mask: Tensor | None = None, targets: Tensor | None = None) -> Tensor:
+        s, t = kept(s, mask, 1.0), kept(t, mask, 1.0)  # pruned rows: t = s = 1 → 0
         elem = t * ((t + self.eps).log() - (s + self.eps).log())
         elem = torch.where(t > 0, elem, elem.new_zeros(()))  # 0 · log 0 = 0
         rows = elem.sum(dim=-1)
         d = s.shape[-1] if self.reduction == "mean" else 1
         if mask is None:
             return rows.mean() / d
-        kept = torch.where(mask, rows, rows.new_zeros(()))
-        return kept.sum() / (mask.sum().clamp_min(1) * d)
+        return torch.where(mask, rows, rows.new_zeros(())).sum() / (mask.sum().clamp_min(1) * d)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from . import LOSSES
-from .base import MatchLoss, masked_mean
+from .base import MatchLoss, kept, masked_mean
 
 
 @LOSSES.register("l1", aliases=("mae",))
@@ -11,4 +11,5 @@ class L1Loss(MatchLoss):
     """Mean absolute error  L = mean_kept |s − t|."""
 
     def forward(self, s: Tensor, t: Tensor, mask: Tensor | None = None, targets: Tensor | None = None) -> Tensor:
+        s, t = kept(s, mask), kept(t, mask)
         return masked_mean((s - t).abs(), mask)

@@ -5,7 +5,7 @@ from torch import Tensor
 
 from ..registry import require
 from . import LOSSES
-from .base import MatchLoss, masked_mean
+from .base import MatchLoss, kept, masked_mean
 
 
 @LOSSES.register("smooth-l1", aliases=("huber", "smooth_l1"))
@@ -22,4 +22,5 @@ class SmoothL1(MatchLoss):
         self.beta = beta
 
     def forward(self, s: Tensor, t: Tensor, mask: Tensor | None = None, targets: Tensor | None = None) -> Tensor:
+        s, t = kept(s, mask), kept(t, mask)
         return masked_mean(F.smooth_l1_loss(s, t, reduction="none", beta=self.beta), mask)
