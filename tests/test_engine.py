@@ -127,3 +127,19 @@ def test_fashion_mnist_short_run_reaches_minimum_accuracy(tmp_path):
                   log_every=1000)
     s = train(c, tmp_path / "fm", progress=False)
     assert s["last_acc"] >= 70.0, s["last_acc"]
+
+
+def test_shared_teacher_training_equals_separate_runs(tmp_path):
+    """K students on the same batches with one teacher forward per batch give exactly the separate results."""
+    from akd.engine.trainer import train_shared
+
+    methods = ["ce", "kd", "rkd", "vrm"]
+    cfgs = [cfg(objective=m, epochs=2, seed=4) for m in methods]
+    shared = train_shared(cfgs, [tmp_path / "shared" / m for m in methods], progress=False)
+    for m, c, s in zip(methods, cfgs, shared):
+        alone = train(c, tmp_path / "alone" / m, progress=False)
+        assert s["status"] == alone["status"] == "finished"
+        assert (s["last_acc"], s["best_acc"]) == (alone["last_acc"], alone["best_acc"]), m
+        wa, wb = _weights(tmp_path / "shared" / m), _weights(tmp_path / "alone" / m)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), m
+    assert shared[0]["shared_lanes"] == len(methods)

@@ -384,7 +384,6 @@ def _grad_params():
     for loss_name in MASK_LOSSES:
         for side in ["student", "teacher"]:
             for bad in [float("nan"), 1e30]:
-                marks = []
                 out.append(pytest.param(loss_name, side, bad, id=f"{loss_name}-{side}-{bad}"))
     return out
 

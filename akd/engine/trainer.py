@@ -36,7 +36,7 @@ from ..data import DeviceLoader, load_dataset, normalize, rand_augment
 from ..errors import AkdError, ConfigError, TrainingDiverged
 from ..models import create_model
 from ..objective import Objective, build_objective
-from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, write_json
 from .config import RunConfig, config_from_dict
 from .device import autocast, resolve_device, use_channels_last
 from .progress import Progress
@@ -86,33 +86,46 @@ class RunDir:
         except (OSError, ValueError):
             return None
 
-    def prepare(self, cfg: RunConfig, *, resume: bool, force: bool) -> RunConfig:
-        """Create or re-open the folder.  Returns the config to run (the stored one on ``resume``)."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".akd-write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as e:
-            raise ConfigError(f"--out {self.path}: not writable ({e.strerror or e})") from None
+    def resolve(self, cfg: RunConfig, *, resume: bool, force: bool) -> RunConfig:
+        """Check the folder and return the config to run (the stored one on ``resume``).  Writes nothing."""
+        anc = self.path
+        while not anc.exists() and anc != anc.parent:
+            anc = anc.parent
+        if anc.exists() and (not anc.is_dir() or not os.access(anc, os.W_OK | os.X_OK)):
+            raise ConfigError(f"--out {self.path}: not writable ({anc} is {'not a folder' if not anc.is_dir() else 'read-only'})")
         stored = self.read_config()
-        if stored is not None:
+        started = self.summary.exists() or self.checkpoint.exists()
+        if stored is not None and started:
             same = stored.get("fingerprint") == cfg.fingerprint()
-            if force:
-                for p in (self.metrics, self.summary, self.checkpoint, self.model):
-                    p.unlink(missing_ok=True)
-            elif resume:
+            if resume and not force:
                 keep = {k: getattr(cfg, k) for k in ("device", "log_every", "compile", "data_dir", "cache_dir", "eval_batch_size")}
                 cfg = config_from_dict({**stored["config"], **keep}, where=str(self.config))
-            elif not same:
+            elif not same and not force:
                 raise ConfigError(
                     f"--out {self.path} already holds a different run ({stored.get('name', '?')}); "
                     "use --resume to continue it, --force to overwrite it, or another --out"
                 )
-        elif any(self.path.iterdir()) and not force:
+        elif stored is None and self.path.is_dir() and any(p.name != ".akd-write-test" for p in self.path.iterdir()) and not force:
             foreign = [p.name for p in self.path.iterdir()][:3]
             raise ConfigError(f"--out {self.path} is not empty and holds no akd run ({', '.join(foreign)}); use --force or another --out")
+        return cfg
+
+    def commit(self, cfg: RunConfig, *, force: bool) -> None:
+        """Create the folder (after validation), clear it on ``force``, and write config.json."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--out {self.path}: not writable ({e.strerror or e})") from None
+        stored = self.read_config()
+        if force or (stored is not None and stored.get("fingerprint") != cfg.fingerprint()):
+            for p in (self.metrics, self.summary, self.checkpoint, self.model):
+                p.unlink(missing_ok=True)
         write_json(self.config, {"fingerprint": cfg.fingerprint(), "name": describe_name(cfg), "config": cfg.to_dict()})
+
+    def prepare(self, cfg: RunConfig, *, resume: bool, force: bool) -> RunConfig:
+        """:meth:`resolve` then :meth:`commit` (for callers that validated already)."""
+        cfg = self.resolve(cfg, resume=resume, force=force)
+        self.commit(cfg, force=force)
         return cfg
 
 
@@ -336,165 +349,319 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bool 
     """
     log = log or (lambda m: None)
     rd = RunDir(out)
-    cfg = rd.prepare(cfg, resume=resume, force=force)
+    cfg = rd.resolve(cfg, resume=resume, force=force)
     prev = rd.read_summary()
-    if prev and prev.get("status") == "finished" and not force:
+    if prev and prev.get("status") == "finished" and not force and rd.read_config() and rd.read_config().get("fingerprint") == cfg.fingerprint():
         log(f"{rd.path}: already finished (last {prev['last_acc']:.2f}%, best {prev['best_acc']:.2f}%)")
         return prev
-    ctx = build_context(cfg, log=log, teacher_module=teacher_module, data=data, progress=progress)
+    ctx = build_context(cfg, log=log, teacher_module=teacher_module, data=data, progress=progress)  # validates first
+    rd.commit(cfg, force=force)
     return _run(ctx, rd, progress=progress, log=log, stop_after_steps=stop_after_steps)
 
 
-def _run(ctx: Context, rd: RunDir, *, progress: bool, log: Callable[[str], None], stop_after_steps: int | None) -> dict[str, Any]:
-    cfg, device, ds = ctx.cfg, ctx.device, ctx.data
-    student, teacher, objective = ctx.student, ctx.teacher, ctx.objective
-    seeds = cfg.seeds()
-    cl = use_channels_last(device, cfg.channels_last)
-    opt, sched = make_optimizer(cfg, student, device)
-    loader = DeviceLoader(ds.train_x, ds.train_y, cfg.batch_size, device=device, shuffle=True, drop_last=True,
-                          augment=True, pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std,
-                          seed=stream_seed(seeds["data"], STREAM_DATA))
-    test_x, test_y = ds.test_x.to(device), ds.test_y.to(device)
-    mean_std = (ds.mean, ds.std)
-    names = [t.name for t in objective.terms] + ["total"]
-    steps_per_epoch = len(loader)
-    history: list[dict[str, Any]] = []
-    best = {"acc": -1.0, "epoch": 0}
-    start_epoch, start_step, elapsed = 0, 0, 0.0
-    acc_state = None
-    if rd.checkpoint.exists():
-        st = load_checkpoint(rd.checkpoint)
-        try:
-            student.load_state_dict(st["model"])
-            opt.load_state_dict(st["optimizer"])
-            sched.load_state_dict(st["scheduler"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise AkdError(f"checkpoint {rd.checkpoint} does not match this run ({type(e).__name__}); use --force to start over") from None
-        start_epoch, start_step = st["epoch"], st["step"]
-        history, best, elapsed = st["history"], st["best"], st["elapsed"]
-        acc_state = st.get("accum")
-        torch.set_rng_state(st["rng_cpu"])
-        log(f"resuming {rd.path} at epoch {start_epoch + 1}, step {start_step}")
-    compiled = torch.compile(student) if cfg.compile else student
-    fwd_teacher = teacher
-    if teacher is not None and cfg.compile:
-        fwd_teacher = torch.compile(teacher)
-    t_sources = objective.teacher_sources()
-    k = objective.views
-    check_every = 1 if device.type == "cpu" else cfg.log_every
-    bar = Progress(cfg.epochs * steps_per_epoch, label=f"[{rd.path.name}]", enabled=progress)
-    bar.start(start_epoch * steps_per_epoch + start_step)
-    summary: dict[str, Any] = {
-        "status": "running", "name": describe_name(cfg), "objective": objective.describe(),
-        "objective_name": objective.name, "student": cfg.student, "dataset": cfg.dataset,
-        "teacher": ctx.teacher_info.get("teacher"), "teacher_acc": ctx.teacher_info.get("teacher_acc"),
-        "seed": cfg.seed, "seeds": seeds, "device": str(device), "epochs": cfg.epochs, "fingerprint": cfg.fingerprint(),
-        "eval_set": getattr(ds, "eval_name", "test"), "init_digest": ctx.init_digest, "data_digest": data_digest(loader),
-        "lr": cfg.resolved_lr(), "batch_size": cfg.batch_size,
-    }
-    write_json(rd.summary, summary)
-    steps_this_call = 0
+class Lane:
+    """One student being trained: model, optimiser, scheduler, objective, run directory and bookkeeping.
 
-    def save(epoch: int, step: int, accum: Accumulator | None) -> None:
-        save_checkpoint(rd.checkpoint, {
-            "model": student.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "epoch": epoch, "step": step, "history": history, "best": best, "elapsed": elapsed,
-            "accum": accum.state() if accum is not None else None, "rng_cpu": torch.get_rng_state(),
-            "fingerprint": cfg.fingerprint(),
+    Several lanes can share one data stream and one teacher forward per batch (:func:`train_shared`);
+    a single run is one lane.  Every lane computes exactly what it would compute alone.
+    """
+
+    def __init__(self, ctx: Context, rd: RunDir, log: Callable[[str], None]):
+        self.ctx, self.rd, self.cfg = ctx, rd, ctx.cfg
+        self.opt, self.sched = make_optimizer(self.cfg, ctx.student, ctx.device)
+        self.names = [t.name for t in ctx.objective.terms] + ["total"]
+        self.history: list[dict[str, Any]] = []
+        self.best = {"acc": -1.0, "epoch": 0}
+        self.start, self.elapsed, self.acc_state = (0, 0), 0.0, None
+        self.status = "running"
+        self.accum: Accumulator | None = None
+        self.images = 0
+        self.busy = 0.0  # seconds of this lane's own work in the current epoch (shared work excluded)
+        if rd.checkpoint.exists():
+            st = load_checkpoint(rd.checkpoint)
+            try:
+                ctx.student.load_state_dict(st["model"])
+                self.opt.load_state_dict(st["optimizer"])
+                self.sched.load_state_dict(st["scheduler"])
+            except (RuntimeError, KeyError, ValueError) as e:
+                raise AkdError(f"checkpoint {rd.checkpoint} does not match this run ({type(e).__name__}); use --force to start over") from None
+            self.start = (st["epoch"], st["step"])
+            self.history, self.best, self.elapsed = st["history"], st["best"], st["elapsed"]
+            self.acc_state = st.get("accum")
+            torch.set_rng_state(st["rng_cpu"])
+            log(f"resuming {rd.path} at epoch {self.start[0] + 1}, step {self.start[1]}")
+        # metrics.jsonl = exactly the checkpointed epochs (a kill between a metrics line and its checkpoint
+        # must not leave a duplicate line after resuming)
+        atomic_write_text(rd.metrics, "".join(json.dumps(h) + "\n" for h in self.history))
+        self.fwd = torch.compile(ctx.student) if self.cfg.compile else ctx.student
+        self.views = ctx.objective.views
+        self.summary: dict[str, Any] = {}
+
+    @property
+    def objective(self) -> Objective:
+        return self.ctx.objective
+
+    def save(self, epoch: int, step: int) -> None:
+        save_checkpoint(self.rd.checkpoint, {
+            "model": self.ctx.student.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "epoch": epoch, "step": step, "history": self.history, "best": self.best, "elapsed": self.elapsed,
+            "accum": self.accum.state() if (self.accum is not None and step) else None, "rng_cpu": torch.get_rng_state(),
+            "fingerprint": self.cfg.fingerprint(),
         })
 
+    def mark(self, status: str, **extra: Any) -> None:
+        self.status = status
+        self.summary.update(status=status, **extra)
+        write_json(self.rd.summary, self.summary)
+
+
+def _run(ctx: Context, rd: RunDir, *, progress: bool, log: Callable[[str], None], stop_after_steps: int | None) -> dict[str, Any]:
+    lane = Lane(ctx, rd, log)
+    out = _run_lanes([lane], progress=progress, log=log, stop_after_steps=stop_after_steps)[0]
+    if lane.status == "failed":
+        raise TrainingDiverged(lane.summary["reason"])
+    return out
+
+
+def _run_lanes(lanes: list[Lane], *, progress: bool, log: Callable[[str], None], stop_after_steps: int | None) -> list[dict[str, Any]]:
+    """Train lanes that share the device, data stream (seed, batch size) and teacher, step by step.
+
+    An error other than an interruption (e.g. a checkpoint that cannot be written: disk full) marks every
+    unfinished lane ``failed`` with the reason before it propagates; their last checkpoints stay intact.
+    """
+    try:
+        return _lanes_loop(lanes, progress=progress, log=log, stop_after_steps=stop_after_steps)
+    except RunInterrupted:
+        raise
+    except (AkdError, OSError) as e:
+        for ln in lanes:
+            if ln.status == "running":
+                try:
+                    ln.mark("failed", reason=str(e))
+                except OSError:
+                    pass
+        raise
+
+
+def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None], stop_after_steps: int | None) -> list[dict[str, Any]]:
+    first = lanes[0].ctx
+    device, ds, cfg0 = first.device, first.data, first.cfg
+    teacher = next((ln.ctx.teacher for ln in lanes if ln.ctx.teacher is not None), None)
+    seeds0 = cfg0.seeds()
+    cl = use_channels_last(device, cfg0.channels_last)
+    loader = DeviceLoader(ds.train_x, ds.train_y, cfg0.batch_size, device=device, shuffle=True, drop_last=True,
+                          augment=True, pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std,
+                          seed=stream_seed(seeds0["data"], STREAM_DATA))
+    test_x, test_y = ds.test_x.to(device), ds.test_y.to(device)
+    mean_std = (ds.mean, ds.std)
+    steps_per_epoch = len(loader)
+    fwd_teacher = torch.compile(teacher) if (teacher is not None and cfg0.compile) else teacher
+    check_every = 1 if device.type == "cpu" else cfg0.log_every
+    d_digest = data_digest(loader)
+    for ln in lanes:
+        c = ln.cfg
+        ln.summary = {
+            "status": "running", "name": describe_name(c), "objective": ln.objective.describe(),
+            "objective_name": ln.objective.name, "student": c.student, "dataset": c.dataset,
+            "teacher": ln.ctx.teacher_info.get("teacher"), "teacher_acc": ln.ctx.teacher_info.get("teacher_acc"),
+            "seed": c.seed, "seeds": c.seeds(), "device": str(device), "epochs": c.epochs, "fingerprint": c.fingerprint(),
+            "eval_set": getattr(ds, "eval_name", "test"), "init_digest": ln.ctx.init_digest, "data_digest": d_digest,
+            "lr": c.resolved_lr(), "batch_size": c.batch_size, "shared_lanes": len(lanes),
+        }
+        write_json(ln.rd.summary, ln.summary)
+    total_steps = max(c.cfg.epochs for c in lanes) * steps_per_epoch
+    label = f"[{lanes[0].rd.path.name}]" if len(lanes) == 1 else f"[{len(lanes)} students]"
+    bar = Progress(total_steps, label=label, enabled=progress)
+    start = min(ln.start for ln in lanes)
+    bar.start(start[0] * steps_per_epoch + start[1])
+    steps_this_call = 0
+
+    def running(epoch: int) -> list[Lane]:
+        return [ln for ln in lanes if ln.status == "running" and epoch < ln.cfg.epochs and ln.start[0] <= epoch]
+
+    def fail(ln: Lane, e: TrainingDiverged) -> None:
+        last = ln.rd.checkpoint if ln.rd.checkpoint.exists() else "none (first epoch)"
+        ln.mark("failed", reason=f"{e}; the last good checkpoint is {last}")
+        bar.message(f"[{ln.rd.path.name}] failed: {ln.summary['reason']}")
+
     with StopFlag() as stop:
-        try:
-            for epoch in range(start_epoch, cfg.epochs):
-                student.train()
-                accum = Accumulator(names, device)
-                if acc_state is not None and epoch == start_epoch:
-                    accum.load(acc_state)
-                first = start_step if epoch == start_epoch else 0
-                t_epoch = time.perf_counter()
-                images = 0
-                for step, (xb, yb) in enumerate(loader.raw_batches(epoch, start=first), start=first):
-                    B = xb.shape[0]
-                    x = normalize(xb, *mean_std)
-                    if k:
-                        views = virtual_views(xb, k, cfg, seeds["view"], epoch, step)
-                        x = torch.cat([x] + [normalize(v, *mean_std) for v in views])
-                    if cl:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with autocast(device, cfg.amp):
-                        s_out = compiled(x)
-                        t_out = None
-                        if fwd_teacher is not None:
-                            with torch.inference_mode():
-                                t_all = fwd_teacher(x)
-                            t_out = {n: t_all[n] for n in t_sources}
-                        losses = objective(s_out, t_out, yb, batch_size=B)
-                    opt.zero_grad(set_to_none=True)
+        for epoch in range(start[0], max(ln.cfg.epochs for ln in lanes)):
+            active = running(epoch)
+            if not active:
+                continue
+            for ln in active:
+                ln.ctx.student.train()
+                ln.accum = Accumulator(ln.names, device)
+                if ln.acc_state is not None and ln.start[0] == epoch and ln.start[1] > 0:
+                    ln.accum.load(ln.acc_state)
+                ln.images, ln.busy = 0, 0.0
+            first_step = min(ln.start[1] if ln.start[0] == epoch else 0 for ln in active)
+            t_epoch = time.perf_counter()
+            for step, (xb, yb) in enumerate(loader.raw_batches(epoch, start=first_step), start=first_step):
+                now = [ln for ln in active if ln.status == "running" and (epoch, step) >= ln.start]
+                if not now:
+                    continue
+                B = xb.shape[0]
+                k_max = max(ln.views for ln in now)
+                xs = [normalize(xb, *mean_std)]
+                if k_max:
+                    xs += [normalize(v, *mean_std) for v in virtual_views(xb, k_max, now[0].cfg, now[0].cfg.seeds()["view"], epoch, step)]
+                inputs: dict[int, torch.Tensor] = {}
+                t_outs: dict[int, dict[str, torch.Tensor]] = {}
+                for ln in now:
+                    t0 = time.perf_counter()
+                    k = ln.views
+                    if k not in inputs:
+                        x = torch.cat(xs[: 1 + k]) if k else xs[0]
+                        inputs[k] = x.contiguous(memory_format=torch.channels_last) if cl else x
+                    x = inputs[k]
+                    t_out = None
+                    if fwd_teacher is not None and ln.objective.needs_teacher:
+                        if k not in t_outs:  # one teacher forward per view count, shared by the lanes reading it
+                            with autocast(device, ln.cfg.amp), torch.inference_mode():
+                                t_outs[k] = fwd_teacher(x)
+                        t_out = {n: t_outs[k][n] for n in ln.objective.teacher_sources()}
+                    with autocast(device, ln.cfg.amp):
+                        s_out = ln.fwd(x)
+                        losses = ln.objective(s_out, t_out, yb, batch_size=B)
+                    ln.opt.zero_grad(set_to_none=True)
                     losses["total"].backward()
-                    opt.step()
-                    accum.add(losses, s_out["logits"][:B], yb, epoch * steps_per_epoch + step)
-                    images += x.shape[0]
-                    steps_this_call += 1
-                    done = step + 1
-                    if done % check_every == 0:
-                        accum.check_finite()
-                    if progress and done % cfg.log_every == 0:
-                        m = accum.means()
-                        terms = " ".join(f"{n}={m[n]:.4g}" for n in names)
-                        bar.update(epoch * steps_per_epoch + done,
-                                   f"epoch {epoch + 1}/{cfg.epochs} step {done}/{steps_per_epoch} {terms} acc={m['acc']:.1f}%",
-                                   images=None)
-                    if stop_after_steps is not None and steps_this_call >= stop_after_steps:
-                        stop.requested = "stop_after_steps"
-                    if stop.requested and done < steps_per_epoch:
-                        accum.check_finite()
-                        elapsed += time.perf_counter() - t_epoch
-                        save(epoch, done, accum)
-                        summary.update(status="interrupted", reason=stop.requested, stopped_at={"epoch": epoch + 1, "step": done})
-                        write_json(rd.summary, summary)
-                        bar.close()
-                        raise RunInterrupted(f"{stop.requested}: stopped at epoch {epoch + 1} step {done} with a checkpoint; "
-                                             f"resume with --resume --out {rd.path}")
-                accum.check_finite()
-                lr_used = opt.param_groups[0]["lr"]
-                sched.step()
-                train_time = time.perf_counter() - t_epoch
-                elapsed += train_time
-                ev = evaluate(student, test_x, test_y, ds.mean, ds.std, batch_size=cfg.eval_batch_size,
-                              device=device, amp=cfg.amp, channels_last=cl)
-                m = accum.means()
-                rec = {"epoch": epoch + 1, "lr": lr_used, "train": {n: m[n] for n in names},
-                       "train_acc": m["acc"], "test_top1": ev["top1"], "test_top5": ev["top5"], "test_loss": ev["loss"],
-                       "train_time": train_time, "images_per_s": images / max(train_time, 1e-9)}
-                history.append(rec)
-                if ev["top1"] > best["acc"]:
-                    best = {"acc": ev["top1"], "epoch": epoch + 1}
-                with open(rd.metrics, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-                if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs or stop.requested:
-                    save(epoch + 1, 0, None)
-                bar.message(f"[{rd.path.name}] epoch {epoch + 1}/{cfg.epochs} loss={m['total']:.4f} train_acc={m['acc']:.2f}% "
-                            f"{summary['eval_set']}_acc={ev['top1']:.2f}% (best {best['acc']:.2f}%) {rec['images_per_s']:,.0f} img/s")
-                if stop.requested and epoch + 1 < cfg.epochs:
-                    summary.update(status="interrupted", reason=stop.requested, stopped_at={"epoch": epoch + 1, "step": 0})
-                    write_json(rd.summary, summary)
+                    ln.opt.step()
+                    ln.accum.add(losses, s_out["logits"][:B], yb, epoch * steps_per_epoch + step)
+                    ln.images += x.shape[0]
+                    if (step + 1) % check_every == 0:
+                        try:
+                            ln.accum.check_finite()
+                        except TrainingDiverged as e:
+                            fail(ln, e)
+                    ln.busy += time.perf_counter() - t0
+                steps_this_call += 1
+                done = step + 1
+                if progress and done % cfg0.log_every == 0 and now:
+                    ln = now[0]
+                    m = ln.accum.means()
+                    terms = " ".join(f"{n}={m[n]:.4g}" for n in ln.names)
+                    more = f" (+{len(now) - 1} students)" if len(now) > 1 else ""
+                    bar.update(epoch * steps_per_epoch + done,
+                               f"epoch {epoch + 1}/{ln.cfg.epochs} step {done}/{steps_per_epoch} {terms} acc={m['acc']:.1f}%{more}")
+                if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                    stop.requested = "stop_after_steps"
+                if stop.requested and done < steps_per_epoch:
+                    wall = time.perf_counter() - t_epoch
+                    for ln in active:
+                        if ln.status != "running":
+                            continue
+                        try:
+                            ln.accum.check_finite()
+                        except TrainingDiverged as e:
+                            fail(ln, e)
+                            continue
+                        ln.elapsed += wall
+                        ln.save(epoch, done)
+                        ln.mark("interrupted", reason=stop.requested, stopped_at={"epoch": epoch + 1, "step": done})
                     bar.close()
-                    raise RunInterrupted(f"{stop.requested}: stopped after epoch {epoch + 1} with a checkpoint; resume with --resume --out {rd.path}")
-        except TrainingDiverged as e:
-            bar.close()
-            summary.update(status="failed", reason=str(e))
-            write_json(rd.summary, summary)
-            raise TrainingDiverged(f"{e}; the last good checkpoint is {rd.checkpoint if rd.checkpoint.exists() else 'none (first epoch)'}") from None
+                    where = lanes[0].rd.path if len(lanes) == 1 else "the grid directory"
+                    raise RunInterrupted(f"{stop.requested}: stopped at epoch {epoch + 1} step {done} with a checkpoint; "
+                                         f"resume with --resume --out {where}")
+            wall = time.perf_counter() - t_epoch
+            for ln in active:
+                if ln.status != "running":
+                    continue
+                try:
+                    ln.accum.check_finite()
+                except TrainingDiverged as e:
+                    fail(ln, e)
+                    continue
+                lr_used = ln.opt.param_groups[0]["lr"]
+                ln.sched.step()
+                # the lane's own time: all of it when alone; its own work + an equal share of the shared work otherwise
+                shared = max(0.0, wall - sum(o.busy for o in active))
+                train_time = wall if len(active) == 1 else ln.busy + shared / len(active)
+                ln.elapsed += train_time
+                ev = evaluate(ln.ctx.student, test_x, test_y, ds.mean, ds.std, batch_size=ln.cfg.eval_batch_size,
+                              device=device, amp=ln.cfg.amp, channels_last=cl)
+                m = ln.accum.means()
+                rec = {"epoch": epoch + 1, "lr": lr_used, "train": {n: m[n] for n in ln.names},
+                       "train_acc": m["acc"], "test_top1": ev["top1"], "test_top5": ev["top5"], "test_loss": ev["loss"],
+                       "train_time": train_time, "images_per_s": ln.images / max(train_time, 1e-9)}
+                ln.history.append(rec)
+                if ev["top1"] > ln.best["acc"]:
+                    ln.best = {"acc": ev["top1"], "epoch": epoch + 1}
+                with open(ln.rd.metrics, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                if (epoch + 1) % ln.cfg.checkpoint_every == 0 or epoch + 1 == ln.cfg.epochs or stop.requested:
+                    ln.save(epoch + 1, 0)
+                bar.message(f"[{ln.rd.path.name}] epoch {epoch + 1}/{ln.cfg.epochs} loss={m['total']:.4f} train_acc={m['acc']:.2f}% "
+                            f"{ln.summary['eval_set']}_acc={ev['top1']:.2f}% (best {ln.best['acc']:.2f}%) {rec['images_per_s']:,.0f} img/s")
+                if epoch + 1 == ln.cfg.epochs:
+                    _finish(ln, ds)
+            if stop.requested and any(ln.status == "running" for ln in lanes):
+                for ln in lanes:
+                    if ln.status == "running":
+                        ln.mark("interrupted", reason=stop.requested, stopped_at={"epoch": epoch + 1, "step": 0})
+                bar.close()
+                where = lanes[0].rd.path if len(lanes) == 1 else "the grid directory"
+                raise RunInterrupted(f"{stop.requested}: stopped after epoch {epoch + 1} with a checkpoint; resume with --resume --out {where}")
     bar.close()
-    last = history[-1]
-    save_model(rd.model, student, cfg.student, ds, last["test_top1"])
-    summary.update(
-        status="finished", last_acc=last["test_top1"], last_top5=last["test_top5"], best_acc=best["acc"],
-        best_epoch=best["epoch"], time_s=elapsed,
-        images_per_s=sum(h["images_per_s"] * h["train_time"] for h in history) / max(1e-9, sum(h["train_time"] for h in history)),
+    for ln in lanes:  # lanes resumed after their last epoch (checkpoint written, summary not)
+        if ln.status == "running" and ln.history and len(ln.history) >= ln.cfg.epochs:
+            _finish(ln, ds)
+    return [ln.summary for ln in lanes]
+
+
+def _finish(ln: Lane, ds: Any) -> None:
+    h = ln.history
+    last = h[-1]
+    save_model(ln.rd.model, ln.ctx.student, ln.cfg.student, ds, last["test_top1"])
+    ln.summary.update(
+        last_acc=last["test_top1"], last_top5=last["test_top5"], best_acc=ln.best["acc"], best_epoch=ln.best["epoch"],
+        time_s=ln.elapsed,
+        images_per_s=sum(r["images_per_s"] * r["train_time"] for r in h) / max(1e-9, sum(r["train_time"] for r in h)),
     )
-    write_json(rd.summary, summary)
-    return summary
+    ln.mark("finished")
+
+
+def train_shared(cfgs: list[RunConfig], outs: list[str | Path], *, progress: bool = True, log: Callable[[str], None] | None = None,
+                 stop_after_steps: int | None = None) -> list[dict[str, Any]]:
+    """Train several students in one process on the same batches, with one teacher forward per batch
+    (per virtual-view count).  Every student's result equals its separate run with the same seeds.
+
+    All configs must share dataset, dev split, batch size, data seed, device and teacher; finished runs are
+    read back, unfinished ones resume from their checkpoints.
+    """
+    log = log or (lambda m: None)
+    if not cfgs:
+        return []
+    keys = {(c.dataset, c.dev, c.batch_size, c.seeds()["data"], c.seeds()["view"], c.device, c.teacher, c.teacher_ckpt,
+             c.amp, c.channels_last, c.ra_ops, c.ra_magnitude, c.data_dir) for c in cfgs}
+    if len(keys) > 1:
+        raise ConfigError("shared-teacher training needs the same dataset, batch size, seeds, device and teacher for every run")
+    results: dict[int, dict[str, Any]] = {}
+    lanes: list[Lane] = []
+    data, teacher, info = None, None, None
+    for i, (c, out) in enumerate(zip(cfgs, outs)):
+        rd = RunDir(out)
+        c = rd.resolve(c, resume=True, force=False)
+        prev = rd.read_summary()
+        if prev and prev.get("status") == "finished":
+            results[i] = prev
+            continue
+        ctx = build_context(c, log=log, teacher_module=teacher, data=data, progress=progress)
+        rd.commit(c, force=False)
+        if ctx.teacher is not None and teacher is None:
+            teacher, info = ctx.teacher, ctx.teacher_info
+        elif ctx.teacher is not None:
+            ctx.teacher_info = info
+        data = ctx.data
+        lanes.append(Lane(ctx, rd, log))
+        results[i] = None  # filled below
+    if lanes:
+        sums = _run_lanes(lanes, progress=progress, log=log, stop_after_steps=stop_after_steps)
+        it = iter(sums)
+        for i in sorted(results):
+            if results[i] is None:
+                results[i] = next(it)
+    return [results[i] for i in range(len(cfgs))]
 
 
 def save_model(path: Path, model: torch.nn.Module, spec: str, ds: Any, acc: float) -> None:
