@@ -434,9 +434,12 @@ def _print_table(df, out: Path) -> None:
 @run_options
 @click.option("--out", type=click.Path(file_okay=False), default="runs/grid", show_default=True, help="Grid directory (re-run to resume).")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Cells run in parallel (processes; one per GPU when several).")
+@click.option("--share-teacher/--no-share-teacher", default=True, show_default=True,
+              help="Train the cells of a seed together on the same batches with one teacher forward per batch "
+                   "(results equal separate runs; time per run is then an amortised share).")
 def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redundant, unreliable, extra_axes, seeds, ce_weight,
          config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
-         device, compile_, quiet, out, jobs):
+         device, compile_, quiet, out, jobs, share_teacher):
     """Ablation grid: cartesian product of axes over a base config, several seeds, resumable.
 
     \b
@@ -485,7 +488,7 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
         g.seeds = [seed]
     if not g.axes and not grid_path:
         raise ConfigError("a grid needs at least one axis (e.g. --affinity gram,cosine or --grid FILE)")
-    df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True), share_teacher=share_teacher)
     _print_table(df, Path(out))
 
 

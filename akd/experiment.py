@@ -247,6 +247,44 @@ def _run_cell(cfg_dict: dict[str, Any], out: str, device: str | None, threads: i
         return {"status": "failed", "reason": str(e)}
 
 
+def _run_group(cfg_dicts: list[dict[str, Any]], outs: list[str], device: str | None, threads: int | None,
+               quiet: bool) -> list[dict[str, Any]]:
+    """Worker entry: train runs that share data and teacher in one process (``train_shared``); one run
+    is simply :func:`_run_cell`.  Errors become failed rows."""
+    import torch
+
+    from .engine.trainer import RunInterrupted, train_shared
+
+    if len(cfg_dicts) == 1:
+        return [_run_cell(cfg_dicts[0], outs[0], device, threads, quiet)]
+    if threads:
+        torch.set_num_threads(threads)
+    cfgs = [config_from_dict(c) for c in cfg_dicts]
+    if device:
+        for c in cfgs:
+            c.device = device
+    try:
+        return train_shared(cfgs, outs, progress=not quiet)
+    except RunInterrupted:
+        raise
+    except AkdError as e:
+        out = []
+        for o in outs:
+            try:
+                prev = json.loads((Path(o) / "summary.json").read_text())
+            except (OSError, ValueError):
+                prev = {}
+            out.append(prev if prev.get("status") in ("finished", "failed") else {"status": "failed", "reason": str(e)})
+        return out
+
+
+def share_key(cfg: RunConfig) -> tuple:
+    """Runs with equal keys see the same batches and the same teacher, so they can share a process."""
+    sd = cfg.seeds()
+    return (sd["data"], sd["view"], cfg.dataset, cfg.dev, cfg.batch_size, cfg.device, cfg.teacher, cfg.teacher_ckpt,
+            cfg.amp, cfg.channels_last, cfg.ra_ops, cfg.ra_magnitude, cfg.data_dir)
+
+
 def preflight(cells: list[Cell]) -> None:
     """Bad input is an error before anything is written, not a column of failed rows.
 
@@ -313,8 +351,14 @@ def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[st
 
 
 def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = True,
-             log: Callable[[str], None] = print, devices: list[str] | None = None) -> pd.DataFrame:
-    """Run (or resume) every cell × seed; write results.csv/md/png; return the results frame."""
+             log: Callable[[str], None] = print, devices: list[str] | None = None,
+             share_teacher: bool = False, max_shared: int = 16) -> pd.DataFrame:
+    """Run (or resume) every cell × seed; write results.csv/md/png; return the results frame.
+
+    ``share_teacher``: runs that see the same batches (same seed, data, batch size, teacher) train together
+    in one process, up to ``max_shared`` students at a time, with one teacher forward per batch; each
+    result equals the separately trained run (see :func:`akd.engine.trainer.train_shared`).
+    """
     import torch
 
     grid.validate()
@@ -367,25 +411,40 @@ def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = Tru
         log(f"[{done}/{len(tasks)}] {c.name} seed {s}: {acc}  (ETA {eta / 60:.1f} min)")
         write_results(out, _frame(cells, grid.seeds, rows), grid, title=grid.title)
 
+    groups: list[list[tuple]] = []
+    if share_teacher:
+        by_key: dict[tuple, list[tuple]] = {}
+        for t in tasks:
+            by_key.setdefault(share_key(t[2]), []).append(t)
+        for g in by_key.values():
+            groups += [g[i:i + max_shared] for i in range(0, len(g), max(1, max_shared))]
+    else:
+        groups = [[t] for t in tasks]
+
+    def submit_args(g: list[tuple], dev, thr, quiet):
+        return [t[2].to_dict() for t in g], [str(t[3]) for t in g], dev, thr, quiet
+
     try:
         if jobs <= 1:
-            for c, s, cfg, d in tasks:
-                record(c, s, d, _run_cell(cfg.to_dict(), str(d), None, None, not progress))
+            for g in groups:
+                for (c, s, _, d), summ in zip(g, _run_group(*submit_args(g, None, None, not progress))):
+                    record(c, s, d, summ)
         else:
             import multiprocessing as mp
 
             with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
                 futs = {}
-                for i, (c, s, cfg, d) in enumerate(tasks):
+                for i, g in enumerate(groups):
                     dev = devices[i % len(devices)]
-                    futs[ex.submit(_run_cell, cfg.to_dict(), str(d), dev, threads, True)] = (c, s, d)
+                    futs[ex.submit(_run_group, *submit_args(g, dev, threads, True))] = g
                 for f in as_completed(futs):
-                    c, s, d = futs[f]
+                    g = futs[f]
                     try:
-                        summ = f.result()
+                        summs = f.result()
                     except Exception as e:  # a crashed worker is a failed row, not a lost grid
-                        summ = {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
-                    record(c, s, d, summ)
+                        summs = [{"status": "failed", "reason": f"{type(e).__name__}: {e}"}] * len(g)
+                    for (c, s, _, d), summ in zip(g, summs):
+                        record(c, s, d, summ)
     finally:
         df = _frame(cells, grid.seeds, rows)
         write_results(out, df, grid, title=grid.title)
