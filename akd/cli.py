@@ -120,6 +120,8 @@ def run_options(f):
         click.option("--seed", type=int, help="Seed (init, data order and virtual views streams)."),
         click.option("--device", help="auto (default), cpu, cuda, cuda:N."),
         click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile student and teacher."),
+        click.option("--teacher-cache/--no-teacher-cache", "teacher_cache", default=None,
+                     help="Look teacher logits/pooled up in the exact per-view cache (kd, rkd, cc, pkt; built once per teacher)."),
         click.option("--quiet", is_flag=True, help="No progress display."),
     ]
     for o in reversed(opts):
@@ -264,7 +266,7 @@ def print_summary(s: dict[str, Any], out: Path) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (with its stored config).")
 @click.option("--force", is_flag=True, help="Overwrite a different run in --out.")
 def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
-        device, compile_, quiet, out, resume, force, **objective_flags):
+        device, compile_, teacher_cache, quiet, out, resume, force, **objective_flags):
     """One run: train a student with an objective (flags, --method or --config).
 
     \b
@@ -278,7 +280,7 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
 
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
                      teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                     compile=compile_)
+                     compile=compile_, teacher_cache=teacher_cache)
     cfg = build_config(config_path, overrides, {k.rstrip("_"): v for k, v in objective_flags.items()})
     out_dir = Path(out) if out else default_out(cfg)
     if resume and force:
@@ -308,7 +310,7 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
 @click.option("--list", "list_", is_flag=True, help="Show the teacher cache.")
 @click.option("--model", help="Teacher model spec (same as --student/--teacher).")
 def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
-            device, compile_, quiet, list_, model):
+            device, compile_, teacher_cache, quiet, list_, model):
     """Train (or reuse) a cached teacher; --list shows the cache."""
     from .engine import list_teachers, train
     from .engine.teacher import teacher_config, teacher_dir
@@ -324,7 +326,7 @@ def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt,
     if not name:
         raise ConfigError("give the teacher model: akd teacher --model resnet32x4 [--dataset ...]")
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, teacher=name, epochs=epochs, batch_size=batch_size, lr=lr,
-                     device=device, compile=compile_, teacher_epochs=teacher_epochs)
+                     device=device, compile=compile_, teacher_cache=teacher_cache, teacher_epochs=teacher_epochs)
     cfg = build_config(config_path, overrides, {})
     if seed is not None:
         cfg.teacher_seed = seed
@@ -439,7 +441,7 @@ def _print_table(df, out: Path) -> None:
                    "(results equal separate runs; time per run is then an amortised share).")
 def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redundant, unreliable, extra_axes, seeds, ce_weight,
          config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
-         device, compile_, quiet, out, jobs, share_teacher):
+         device, compile_, teacher_cache, quiet, out, jobs, share_teacher):
     """Ablation grid: cartesian product of axes over a base config, several seeds, resumable.
 
     \b
@@ -452,7 +454,7 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: must be >= 1")
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
-                     teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_)
+                     teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_, teacher_cache=teacher_cache)
     if grid_path:
         from .engine import RunConfig, load_config
 
@@ -508,7 +510,7 @@ def _auto(x: str):
 @click.option("--out", type=click.Path(file_okay=False), default="runs/compare", show_default=True, help="Comparison directory (re-run to resume).")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Runs in parallel (processes).")
 def compare(methods, seeds, config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size,
-            lr, seed, device, compile_, quiet, out, jobs):
+            lr, seed, device, compile_, teacher_cache, quiet, out, jobs):
     """Compare methods on equal footing: one teacher checkpoint, and per seed the same student init and data order.
 
     \b
@@ -518,7 +520,7 @@ def compare(methods, seeds, config_path, dataset, data_dir, dev, student, teache
     from .experiment import Grid, run_grid, split_list
 
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
-                     teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_)
+                     teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_, teacher_cache=teacher_cache)
     base = build_config(config_path, overrides, {})
     ms = split_list(methods)
     if not ms:

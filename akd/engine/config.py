@@ -63,6 +63,7 @@ class RunConfig:
     amp: Literal["auto", "bf16", "off"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
     compile: bool = False
+    teacher_cache: bool = False  # look teacher outputs up in the exact per-view cache (kd, rkd, cc, pkt)
     log_every: int = 50
     eval_batch_size: int = 1024
     checkpoint_every: int = 1  # epochs
@@ -123,7 +124,8 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def fingerprint(self, exclude: tuple[str, ...] = ("device", "log_every", "cache_dir", "data_dir", "compile", "eval_batch_size")) -> str:
+    def fingerprint(self, exclude: tuple[str, ...] = ("device", "log_every", "cache_dir", "data_dir", "compile", "eval_batch_size",
+                                                      "teacher_cache")) -> str:
         """Hash of everything that defines the run's result (not where/how fast it runs)."""
         d = {k: v for k, v in self.to_dict().items() if k not in exclude}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -39,6 +39,7 @@ from ..objective import Objective, build_objective
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, write_json
 from .config import RunConfig, config_from_dict
 from .device import autocast, resolve_device, use_channels_last
+from . import teacher_cache
 from .progress import Progress
 
 
@@ -458,6 +459,20 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
     fwd_teacher = torch.compile(teacher) if (teacher is not None and cfg0.compile) else teacher
     check_every = 1 if device.type == "cpu" else cfg0.log_every
     d_digest = data_digest(loader)
+    # exact teacher cache (opt-in): lanes whose teacher reads are logits/pooled of the real view
+    cache_lanes = [ln for ln in lanes if ln.cfg.teacher_cache and teacher is not None and teacher_cache.eligible(ln.objective)]
+    t_cache = None
+    if cache_lanes:
+        srcs = set().union(*(ln.objective.teacher_sources() for ln in cache_lanes))
+        t0 = time.perf_counter()
+        t_cache = teacher_cache.TeacherViewCache.build(
+            teacher, ds.train_x, pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std, sources=srcs, device=device,
+            amp=cfg0.amp, batch_size=cfg0.eval_batch_size, channels_last=cl, log=None)
+        log(f"teacher cache: {t_cache.num_views} views x {ds.train_x.shape[0]} images, {t_cache.nbytes() / 2**20:.0f} MiB "
+            f"({time.perf_counter() - t0:.1f} s)")
+    for ln in lanes:
+        if ln.cfg.teacher_cache and ln not in cache_lanes:
+            log(f"[{ln.rd.path.name}] teacher cache not used: the objective reads virtual views or feature maps")
     for ln in lanes:
         c = ln.cfg
         ln.summary = {
@@ -497,7 +512,7 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                 ln.images, ln.busy = 0, 0.0
             first_step = min(ln.start[1] if ln.start[0] == epoch else 0 for ln in active)
             t_epoch = time.perf_counter()
-            for step, (xb, yb) in enumerate(loader.raw_batches(epoch, start=first_step), start=first_step):
+            for step, (xb, yb, info) in enumerate(loader.raw_batches(epoch, start=first_step, with_info=True), start=first_step):
                 now = [ln for ln in active if ln.status == "running" and (epoch, step) >= ln.start]
                 if not now:
                     continue
@@ -508,6 +523,7 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                     xs += [normalize(v, *mean_std) for v in virtual_views(xb, k_max, now[0].cfg, now[0].cfg.seeds()["view"], epoch, step)]
                 inputs: dict[int, torch.Tensor] = {}
                 t_outs: dict[int, dict[str, torch.Tensor]] = {}
+                cached = t_cache.lookup(info.index, info.crop) if t_cache is not None else None
                 for ln in now:
                     t0 = time.perf_counter()
                     k = ln.views
@@ -516,7 +532,9 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                         inputs[k] = x.contiguous(memory_format=torch.channels_last) if cl else x
                     x = inputs[k]
                     t_out = None
-                    if fwd_teacher is not None and ln.objective.needs_teacher:
+                    if cached is not None and ln in cache_lanes:
+                        t_out = {n: cached[n] for n in ln.objective.teacher_sources()}
+                    elif fwd_teacher is not None and ln.objective.needs_teacher:
                         if k not in t_outs:  # one teacher forward per view count, shared by the lanes reading it
                             with autocast(device, ln.cfg.amp), torch.inference_mode():
                                 t_outs[k] = fwd_teacher(x)
