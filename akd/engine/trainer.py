@@ -131,8 +131,13 @@ class RunDir:
 
 
 def describe_name(cfg: RunConfig) -> str:
-    obj = cfg.objective if isinstance(cfg.objective, str) else "custom"
-    t = f"{cfg.teacher or Path(cfg.teacher_ckpt).name if (cfg.teacher or cfg.teacher_ckpt) else '-'}"
+    if isinstance(cfg.objective, str):
+        obj = cfg.objective
+    elif isinstance(cfg.objective, dict) and cfg.objective.get("name"):
+        obj = str(cfg.objective["name"])
+    else:
+        obj = "custom"
+    t = cfg.teacher or (Path(cfg.teacher_ckpt).parent.name if cfg.teacher_ckpt else "-")
     return f"{obj}:{t}->{cfg.student}@{cfg.dataset}/seed{cfg.seed}"
 
 
