@@ -6,7 +6,6 @@ with code 2 (130 for an interrupted run); ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import traceback
@@ -181,17 +180,9 @@ def build_config(config_path, overrides: dict[str, Any], objective_flags: dict[s
 
 def preflight_run(cfg):
     """Checks that need the data (batch size, teacher checkpoint fit); returns the loaded data set."""
-    from .data import load_dataset
-    from .engine.teacher import load_model_file
-    from .objective import build_objective
+    from .engine.teacher import check_data_and_teacher
 
-    ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
-    n_train = ds.train_x.shape[0]
-    if cfg.batch_size > n_train:
-        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the training set ({n_train} images)")
-    if cfg.teacher_ckpt and build_objective(cfg.objective).needs_teacher:
-        load_model_file(cfg.teacher_ckpt, ds.num_classes, ds.in_shape)
-    return ds
+    return check_data_and_teacher(cfg)
 
 
 def _remove_unstarted(out_dir: Path, existed: bool) -> None:

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .engine.checkpoint import atomic_write_text, write_json
+from .engine.checkpoint import atomic_write_text
 from .engine.config import FIELDS, RunConfig, config_from_dict
 from .errors import AkdError, ConfigError, closest
 
@@ -292,9 +292,8 @@ def preflight(cells: list[Cell]) -> None:
     distinct spec: missing or corrupt files), the batch size against the training set and a
     given teacher checkpoint (readable, matching classes and input shape).
     """
-    from .data import load_dataset
     from .engine.device import resolve_device
-    from .engine.teacher import load_model_file
+    from .engine.teacher import check_data_and_teacher
     from .models import MODELS
     from .objective import build_objective
 
@@ -313,12 +312,7 @@ def preflight(cells: list[Cell]) -> None:
         if key in checked:
             continue
         checked.add(key)
-        ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
-        n_train = ds.train_x.shape[0]
-        if cfg.batch_size > n_train:
-            raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the training set ({n_train} images)")
-        if cfg.teacher_ckpt and build_objective(cfg.objective).needs_teacher:
-            load_model_file(cfg.teacher_ckpt, ds.num_classes, ds.in_shape)
+        check_data_and_teacher(cfg)
 
 
 def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[str], None], progress: bool) -> None:

@@ -138,7 +138,7 @@ def hand_epoch(case: Case, method: str, ds, teacher, device, seed: int, obj=None
 def op_counts(fn) -> collections.Counter:
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with common.quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     cnt: collections.Counter = collections.Counter()
     for e in prof.events():

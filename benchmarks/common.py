@@ -10,6 +10,7 @@ timed seconds apart drifts much less than either absolute time).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -201,6 +202,20 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print(f"\n(results written to {p})")
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence the C++ profiler's start/stop lines written straight to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def command_line() -> str:

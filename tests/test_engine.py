@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 
-import akd
 from akd.engine import RunConfig, train
 from akd.engine.checkpoint import load_checkpoint
 from akd.errors import ConfigError
@@ -80,8 +79,8 @@ def test_interrupt_and_resume_reproduces_uninterrupted_run(tmp_path, method, sto
         assert torch.equal(wa[k], wb[k]), k
     for key in ("last_acc", "best_acc", "best_epoch"):
         assert ref[key] == res[key]
-    ma = [json.loads(l) for l in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
-    mb = [json.loads(l) for l in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    ma = [json.loads(line) for line in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
+    mb = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [m["train"] for m in ma] == [m["train"] for m in mb]
     assert [m["test_top1"] for m in ma] == [m["test_top1"] for m in mb]
 

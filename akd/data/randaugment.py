@@ -57,7 +57,6 @@ truncation, i.e. at most by 1 grey level in rare pixels.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Sequence
 
 import torch

@@ -103,3 +103,17 @@ def resolve_teacher(cfg: RunConfig, ds: Any, *, log: Callable[[str], None] = pri
     else:
         log(f"reusing cached teacher {d}")
     return load_model_file(d, ds.num_classes, ds.in_shape)
+
+
+def check_data_and_teacher(cfg: RunConfig) -> Any:
+    """Checks that need the data (batch size vs. data set, teacher checkpoint fit); returns the data set."""
+    from ..data import load_dataset
+    from ..objective import build_objective
+
+    ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
+    n_train = ds.train_x.shape[0]
+    if cfg.batch_size > n_train:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the training set ({n_train} images)")
+    if cfg.teacher_ckpt and build_objective(cfg.objective).needs_teacher:
+        load_model_file(cfg.teacher_ckpt, ds.num_classes, ds.in_shape)
+    return ds

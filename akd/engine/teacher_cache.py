@@ -20,7 +20,6 @@ those reading ``map``.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import torch
 

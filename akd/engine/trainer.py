@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import signal
 import threading
@@ -59,6 +58,18 @@ def stream_seed(*parts: int) -> int:
 
 
 STREAM_INIT, STREAM_DATA, STREAM_VIEW = 1, 2, 3
+
+# --- [distributed hook] ----------------------------------------------------------------------
+#: The active multi-process runtime (:class:`akd.engine.distributed.Runtime`), installed by
+#: ``akd.engine.distributed.train_distributed`` for the duration of a DDP run; ``None`` (always, in a
+#: single-process run) leaves every code path below exactly as it is without distributed training.
+DIST: Any = None
+
+
+def _writer() -> bool:
+    """[distributed hook] Only rank 0 writes run files (config, metrics, summary, checkpoints, model)."""
+    return DIST is None or DIST.rank == 0
+# --- [end distributed hook] ------------------------------------------------------------------
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,7 +409,8 @@ class Lane:
             log(f"resuming {rd.path} at epoch {self.start[0] + 1}, step {self.start[1]}")
         # metrics.jsonl = exactly the checkpointed epochs (a kill between a metrics line and its checkpoint
         # must not leave a duplicate line after resuming)
-        atomic_write_text(rd.metrics, "".join(json.dumps(h) + "\n" for h in self.history))
+        if _writer():  # [distributed hook]
+            atomic_write_text(rd.metrics, "".join(json.dumps(h) + "\n" for h in self.history))
         self.fwd = torch.compile(ctx.student) if self.cfg.compile else ctx.student
         self.views = ctx.objective.views
         self.summary: dict[str, Any] = {}
@@ -408,6 +420,8 @@ class Lane:
         return self.ctx.objective
 
     def save(self, epoch: int, step: int) -> None:
+        if not _writer():  # [distributed hook]
+            return
         save_checkpoint(self.rd.checkpoint, {
             "model": self.ctx.student.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "epoch": epoch, "step": step, "history": self.history, "best": self.best, "elapsed": self.elapsed,
@@ -418,7 +432,8 @@ class Lane:
     def mark(self, status: str, **extra: Any) -> None:
         self.status = status
         self.summary.update(status=status, **extra)
-        write_json(self.rd.summary, self.summary)
+        if _writer():  # [distributed hook]
+            write_json(self.rd.summary, self.summary)
 
 
 def _run(ctx: Context, rd: RunDir, *, progress: bool, log: Callable[[str], None], stop_after_steps: int | None) -> dict[str, Any]:
@@ -488,7 +503,10 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
             "eval_set": getattr(ds, "eval_name", "test"), "init_digest": ln.ctx.init_digest, "data_digest": d_digest,
             "lr": c.resolved_lr(), "batch_size": c.batch_size, "shared_lanes": len(lanes),
         }
-        write_json(ln.rd.summary, ln.summary)
+        if DIST is not None:  # [distributed hook] world size, per-rank batch, relation scope
+            ln.summary.update(DIST.describe())
+        if _writer():  # [distributed hook]
+            write_json(ln.rd.summary, ln.summary)
     total_steps = max(c.cfg.epochs for c in lanes) * steps_per_epoch
     label = f"[{lanes[0].rd.path.name}]" if len(lanes) == 1 else f"[{len(lanes)} students]"
     bar = Progress(total_steps, label=label, enabled=progress)
@@ -504,14 +522,28 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
         ln.mark("failed", reason=f"{e}; the last good checkpoint is {last}")
         bar.message(f"[{ln.rd.path.name}] failed: {ln.summary['reason']}")
 
-    with StopFlag() as stop:
+    def healthy(group: list[Lane]) -> list[Lane]:
+        """The running lanes of ``group`` whose loss terms stayed finite (the others are marked failed)."""
+        ok = []
+        for ln in group:
+            if ln.status != "running":
+                continue
+            try:
+                ln.accum.check_finite()
+            except TrainingDiverged as e:
+                fail(ln, e)
+                continue
+            ok.append(ln)
+        return ok
+
+    with (StopFlag() if DIST is None else DIST.stop_flag()) as stop:  # [distributed hook] ranks agree on stops
         for epoch in range(start[0], max(ln.cfg.epochs for ln in lanes)):
             active = running(epoch)
             if not active:
                 continue
             for ln in active:
                 ln.ctx.student.train()
-                ln.accum = Accumulator(ln.names, device)
+                ln.accum = Accumulator(ln.names, device) if DIST is None else DIST.accumulator(ln.names, device)  # [distributed hook]
                 if ln.acc_state is not None and ln.start[0] == epoch and ln.start[1] > 0:
                     ln.accum.load(ln.acc_state)
                 ln.images, ln.busy = 0, 0.0
@@ -526,6 +558,9 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                 xs = [normalize(xb, *mean_std)]
                 if k_max:
                     xs += [normalize(v, *mean_std) for v in virtual_views(xb, k_max, now[0].cfg, now[0].cfg.seeds()["view"], epoch, step)]
+                if DIST is not None:  # [distributed hook] every rank drew the same global batch and views: keep this rank's rows
+                    xs, yb, info = DIST.shard(xs, yb, info)
+                    B = yb.shape[0]
                 inputs: dict[int, torch.Tensor] = {}
                 t_outs: dict[int, dict[str, torch.Tensor]] = {}
                 cached = t_cache.lookup(info.index, info.crop) if t_cache is not None else None
@@ -546,12 +581,15 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                         t_out = {n: t_outs[k][n] for n in ln.objective.teacher_sources()}
                     with autocast(device, ln.cfg.amp):
                         s_out = ln.fwd(x)
-                        losses = ln.objective(s_out, t_out, yb, batch_size=B)
+                        if DIST is None:
+                            losses = ln.objective(s_out, t_out, yb, batch_size=B)
+                        else:  # [distributed hook] relations over the local or (--global-relations) the global batch
+                            losses = DIST.objective(ln.objective, s_out, t_out, yb, B)
                     ln.opt.zero_grad(set_to_none=True)
                     losses["total"].backward()
                     ln.opt.step()
                     ln.accum.add(losses, s_out["logits"][:B], yb, epoch * steps_per_epoch + step)
-                    ln.images += x.shape[0]
+                    ln.images += x.shape[0] * (1 if DIST is None else DIST.world_size)  # [distributed hook] global images
                     if (step + 1) % check_every == 0:
                         try:
                             ln.accum.check_finite()
@@ -569,16 +607,11 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                                f"epoch {epoch + 1}/{ln.cfg.epochs} step {done}/{steps_per_epoch} {terms} acc={m['acc']:.1f}%{more}")
                 if stop_after_steps is not None and steps_this_call >= stop_after_steps:
                     stop.requested = "stop_after_steps"
+                if DIST is not None:  # [distributed hook] a stop requested on any rank stops all ranks at this step
+                    DIST.sync_stop(stop)
                 if stop.requested and done < steps_per_epoch:
                     wall = time.perf_counter() - t_epoch
-                    for ln in active:
-                        if ln.status != "running":
-                            continue
-                        try:
-                            ln.accum.check_finite()
-                        except TrainingDiverged as e:
-                            fail(ln, e)
-                            continue
+                    for ln in healthy(active):
                         ln.elapsed += wall
                         ln.save(epoch, done)
                         ln.mark("interrupted", reason=stop.requested, stopped_at={"epoch": epoch + 1, "step": done})
@@ -587,21 +620,17 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                     raise RunInterrupted(f"{stop.requested}: stopped at epoch {epoch + 1} step {done} with a checkpoint; "
                                          f"resume with --resume --out {where}")
             wall = time.perf_counter() - t_epoch
-            for ln in active:
-                if ln.status != "running":
-                    continue
-                try:
-                    ln.accum.check_finite()
-                except TrainingDiverged as e:
-                    fail(ln, e)
-                    continue
+            if DIST is not None:  # [distributed hook]
+                DIST.sync_stop(stop)
+            for ln in healthy(active):
                 lr_used = ln.opt.param_groups[0]["lr"]
                 ln.sched.step()
                 # the lane's own time: all of it when alone; its own work + an equal share of the shared work otherwise
                 shared = max(0.0, wall - sum(o.busy for o in active))
                 train_time = wall if len(active) == 1 else ln.busy + shared / len(active)
                 ln.elapsed += train_time
-                ev = evaluate(ln.ctx.student, test_x, test_y, ds.mean, ds.std, batch_size=ln.cfg.eval_batch_size,
+                # [distributed hook] DIST.evaluate: rank 0's BN buffers to all ranks, each rank evaluates a shard
+                ev = (evaluate if DIST is None else DIST.evaluate)(ln.ctx.student, test_x, test_y, ds.mean, ds.std, batch_size=ln.cfg.eval_batch_size,
                               device=device, amp=ln.cfg.amp, channels_last=cl)
                 m = ln.accum.means()
                 rec = {"epoch": epoch + 1, "lr": lr_used, "train": {n: m[n] for n in ln.names},
@@ -610,8 +639,9 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                 ln.history.append(rec)
                 if ev["top1"] > ln.best["acc"]:
                     ln.best = {"acc": ev["top1"], "epoch": epoch + 1}
-                with open(ln.rd.metrics, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                if _writer():  # [distributed hook]
+                    with open(ln.rd.metrics, "a") as f:
+                        f.write(json.dumps(rec) + "\n")
                 if (epoch + 1) % ln.cfg.checkpoint_every == 0 or epoch + 1 == ln.cfg.epochs or stop.requested:
                     ln.save(epoch + 1, 0)
                 bar.message(f"[{ln.rd.path.name}] epoch {epoch + 1}/{ln.cfg.epochs} loss={m['total']:.4f} train_acc={m['acc']:.2f}% "
@@ -635,7 +665,8 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
 def _finish(ln: Lane, ds: Any) -> None:
     h = ln.history
     last = h[-1]
-    save_model(ln.rd.model, ln.ctx.student, ln.cfg.student, ds, last["test_top1"])
+    if _writer():  # [distributed hook]
+        save_model(ln.rd.model, ln.ctx.student, ln.cfg.student, ds, last["test_top1"])
     ln.summary.update(
         last_acc=last["test_top1"], last_top5=last["test_top5"], best_acc=ln.best["acc"], best_epoch=ln.best["epoch"],
         time_s=ln.elapsed,
