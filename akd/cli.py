@@ -256,16 +256,26 @@ def print_summary(s: dict[str, Any], out: Path) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/<method>-<student>-<dataset>-s<seed>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (with its stored config).")
 @click.option("--force", is_flag=True, help="Overwrite a different run in --out.")
+@click.option("--nproc", type=int, default=None,
+              help="Train with N processes (DistributedDataParallel; one GPU each on CUDA, gloo on CPU). "
+                   "--batch-size is the global batch (N must divide it); the lr is not rescaled.")
+@click.option("--global-relations", is_flag=True,
+              help="Multi-process: build relational terms over the global batch (all-gathered representations) "
+                   "instead of each process's local batch.")
+@click.option("--sync-bn", is_flag=True, help="Multi-process on CUDA: SyncBatchNorm in the student.")
 def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
-        device, compile_, teacher_cache, quiet, out, resume, force, **objective_flags):
+        device, compile_, teacher_cache, quiet, out, resume, force, nproc, global_relations, sync_bn, **objective_flags):
     """One run: train a student with an objective (flags, --method or --config).
 
     \b
     akd run --affinity virtual-relation --norm zs --loss mse --teacher cnn_wide --student cnn_tiny
     akd run --method rkd --dataset "synthetic(n=512)" --teacher resnet20 --student resnet8 --epochs 2
     akd run --config experiments/fashion_mnist_demo.toml --seed 1
+    akd run --method vrm --teacher cnn_wide --student cnn_small --batch-size 128 --nproc 2 --global-relations
+    torchrun --nproc_per_node 4 -m akd run --config experiments/cifar100.toml --global-relations --sync-bn
     """
     from .engine import train
+    from .engine.distributed import DistOptions, check_world, launch, torchrun_world, train_distributed
     from .engine.trainer import RunDir, RunInterrupted
     from .errors import TrainingDiverged
 
@@ -280,17 +290,37 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
     fresh = RunDir(out_dir).read_config() is None
     if resume and fresh:
         raise ConfigError(f"--resume: {out_dir} holds no akd run to resume (no config.json); drop --resume to start one")
+    # distributed: `--nproc N` spawns N ranks here; under torchrun every rank runs this command
+    world = torchrun_world()
+    opts = DistOptions(global_relations=global_relations, sync_bn=sync_bn)
+    if nproc is not None and nproc < 1:
+        raise ConfigError(f"--nproc {nproc}: must be >= 1")
+    if nproc is not None and nproc > 1 and world is not None:
+        raise ConfigError("--nproc launches its own processes; under torchrun leave it out")
+    procs = world[1] if world is not None else (nproc or 1)
+    rank0 = world is None or world[0] == 0
+    if procs > 1 and not resume:
+        check_world(cfg, procs, opts)
+    echo = lambda m: click.echo(m, err=True)  # noqa: E731
     data = None
-    if not resume:  # the stored config replaces the flags on --resume; otherwise check the data before writing
+    if not resume and rank0:  # the stored config replaces the flags on --resume; otherwise check the data before writing
         data = preflight_run(cfg)
     try:
-        s = train(cfg, out_dir, resume=resume, force=force, progress=not quiet, log=lambda m: click.echo(m, err=True),
-                  data=data)
+        if procs > 1 and world is None:
+            s = launch(procs, cfg, out_dir, resume=resume, force=force, progress=not quiet, opts=opts)
+        elif world is not None:
+            s = train_distributed(cfg, out_dir, resume=resume, force=force, progress=not quiet and rank0,
+                                  log=echo if rank0 else None, opts=opts, data=data)
+        else:
+            if global_relations or sync_bn:
+                echo("note: one process: --global-relations/--sync-bn change nothing")
+            s = train(cfg, out_dir, resume=resume, force=force, progress=not quiet, log=echo, data=data)
     except AkdError as e:
-        if fresh and not isinstance(e, (RunInterrupted, TrainingDiverged)):
+        if fresh and rank0 and not isinstance(e, (RunInterrupted, TrainingDiverged)):
             _remove_unstarted(out_dir, existed)
         raise
-    print_summary(s, out_dir)
+    if rank0:
+        print_summary(s, out_dir)
 
 
 # ------------------------------------------------------------------------------------------
@@ -430,15 +460,20 @@ def _print_table(df, out: Path) -> None:
 @click.option("--share-teacher/--no-share-teacher", default=True, show_default=True,
               help="Train the cells of a seed together on the same batches with one teacher forward per batch "
                    "(results equal separate runs; time per run is then an amortised share).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine (--jobs processes); ray: every group of cells is a Ray task (one GPU each "
+                   "when the cluster has GPUs). Needs pip install akd[ray].")
+@click.option("--address", help="Ray cluster to join (--backend ray), e.g. auto or ray://head:10001; default: a local Ray.")
 def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redundant, unreliable, extra_axes, seeds, ce_weight,
          config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
-         device, compile_, teacher_cache, quiet, out, jobs, share_teacher):
+         device, compile_, teacher_cache, quiet, out, jobs, share_teacher, backend, address):
     """Ablation grid: cartesian product of axes over a base config, several seeds, resumable.
 
     \b
     akd grid --affinity gram,cosine,virtual-relation --norm none,l2,zs,softmax --loss mse,l1 --seeds 0,1,2 \\
              --teacher cnn_wide --student cnn_tiny --epochs 5 --out runs/ablation
     akd grid --grid experiments/vrm_ablation.toml --out runs/vrm-ablation
+    akd grid --grid experiments/vrm_ablation.toml --out /shared/runs/vrm-ablation --backend ray --address auto
     """
     from .experiment import Grid, grid_from_file, run_grid, split_list
 
@@ -481,7 +516,10 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
         g.seeds = [seed]
     if not g.axes and not grid_path:
         raise ConfigError("a grid needs at least one axis (e.g. --affinity gram,cosine or --grid FILE)")
-    df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True), share_teacher=share_teacher)
+    if address and backend != "ray":
+        raise ConfigError("--address is the Ray cluster of --backend ray; add --backend ray or drop --address")
+    df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True), share_teacher=share_teacher,
+                  backend=backend, address=address)
     _print_table(df, Path(out))
 
 
@@ -538,14 +576,14 @@ def report(directory):
 # ------------------------------------------------------------------------------------------
 # akd demo: the README's main job
 # ------------------------------------------------------------------------------------------
-DEMO = {
-    "dataset": "fashion-mnist(train_n=20000)",
+DEMO = {  # sized to finish in well under 10 minutes on 2 CPU cores (teacher trained once, then cached)
+    "dataset": "fashion-mnist(train_n=8000)",
     "teacher": "cnn_wide",
     "student": "cnn_tiny",
-    "epochs": 4,
-    "teacher_epochs": 4,
+    "epochs": 3,
+    "teacher_epochs": 3,
     "batch_size": 64,
-    "methods": "ce,kd,vrm",
+    "methods": "ce,vrm",
 }
 
 

@@ -315,8 +315,12 @@ def preflight(cells: list[Cell]) -> None:
         check_data_and_teacher(cfg)
 
 
-def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[str], None], progress: bool) -> None:
-    """Train/reuse the teacher once and point every cell that needs it at the same checkpoint."""
+def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[str], None], progress: bool,
+                           train_teacher: Callable[[RunConfig], str] | None = None) -> None:
+    """Train/reuse the teacher once and point every cell that needs it at the same checkpoint.
+
+    ``train_teacher(cfg) -> model.pt path`` replaces the in-process training (the Ray backend runs it as a task).
+    """
     from .data import load_dataset
     from .engine.teacher import resolve_teacher
     from .objective import build_objective
@@ -337,8 +341,11 @@ def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[st
             for c in cs:
                 c.skipped, c.config = "this objective needs a teacher: give --teacher MODEL or --teacher-ckpt PATH", None
             continue
-        ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
-        _, info = resolve_teacher(cfg, ds, log=log, progress=progress)
+        if train_teacher is not None:
+            info = {"teacher_path": train_teacher(cfg)}
+        else:
+            ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
+            _, info = resolve_teacher(cfg, ds, log=log, progress=progress)
         for c in cs:
             c.config = dataclasses.replace(c.config, teacher=None, teacher_ckpt=info["teacher_path"])
             c.values.setdefault("teacher", cfg.teacher) if False else None
@@ -346,19 +353,45 @@ def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[st
 
 def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = True,
              log: Callable[[str], None] = print, devices: list[str] | None = None,
-             share_teacher: bool = False, max_shared: int = 16) -> pd.DataFrame:
+             share_teacher: bool = False, max_shared: int = 16, backend: str = "local",
+             address: str | None = None) -> pd.DataFrame:
     """Run (or resume) every cell × seed; write results.csv/md/png; return the results frame.
 
     ``share_teacher``: runs that see the same batches (same seed, data, batch size, teacher) train together
     in one process, up to ``max_shared`` students at a time, with one teacher forward per batch; each
     result equals the separately trained run (see :func:`akd.engine.trainer.train_shared`).
-    """
-    import torch
 
+    ``backend``: ``"local"`` (this machine, ``jobs`` processes) or ``"ray"`` (each group of runs is a Ray task
+    on the cluster at ``address``, default a local Ray; see :mod:`akd.ray_backend`).  Same run directories and
+    results files either way.
+    """
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"unknown grid backend '{backend}'; valid choices: local, ray")
+    if backend == "ray":
+        from .ray_backend import require_ray
+
+        require_ray()  # a missing Ray is a one-line error before anything is written
     grid.validate()
     out = Path(out)
     cells = grid.cells()
     preflight(cells)
+    runner = None
+    if backend == "ray":
+        from .ray_backend import RayRunner
+
+        runner = RayRunner(address, device=grid.base.device, log=log)
+    try:
+        return _run_grid(grid, out, cells, jobs=jobs, progress=progress, log=log, devices=devices,
+                         share_teacher=share_teacher, max_shared=max_shared, runner=runner)
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+def _run_grid(grid: Grid, out: Path, cells: list[Cell], *, jobs: int, progress: bool, log: Callable[[str], None],
+              devices: list[str] | None, share_teacher: bool, max_shared: int, runner: Any) -> pd.DataFrame:
+    import torch
+
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -366,7 +399,7 @@ def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = Tru
     skipped = [c for c in cells if c.skipped]
     for c in skipped:
         log(f"skip {c.name}: {c.skipped}")
-    resolve_shared_teacher(grid.base, cells, log, progress)
+    resolve_shared_teacher(grid.base, cells, log, progress, train_teacher=runner.teacher if runner is not None else None)
     spec = {"axes": grid.axes, "seeds": grid.seeds, "base": grid.base.to_dict(), "ce_weight": grid.ce_weight,
             "base_term": grid.base_term, "variants": grid.variants, "title": grid.title}
     old = out / "grid.json"
@@ -419,7 +452,13 @@ def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = Tru
         return [t[2].to_dict() for t in g], [str(t[3]) for t in g], dev, thr, quiet
 
     try:
-        if jobs <= 1:
+        if runner is not None:  # Ray: every group is a task; results arrive as tasks finish
+            for g, summs, err in runner.map(_run_group, groups, lambda g: submit_args(g, runner.device, runner.threads, True)):
+                if err is not None:  # a crashed task is a failed row, not a lost grid
+                    summs = [{"status": "failed", "reason": f"{type(err).__name__}: {err}"}] * len(g)
+                for (c, s, _, d), summ in zip(g, summs):
+                    record(c, s, d, summ)
+        elif jobs <= 1:
             for g in groups:
                 for (c, s, _, d), summ in zip(g, _run_group(*submit_args(g, None, None, not progress))):
                     record(c, s, d, summ)

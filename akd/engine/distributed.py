@@ -333,17 +333,12 @@ class Runtime:
 
 
 def _slice_info(info: Any, lo: int, hi: int) -> Any:
-    """Rows ``lo:hi`` of a BatchInfo-like named tuple of per-row tensors (None fields stay None)."""
-    def cut(v):
-        if v is None:
-            return None
-        if isinstance(v, torch.Tensor):
-            return v[lo:hi] if v.dim() else v
-        if isinstance(v, tuple) and hasattr(v, "_fields"):
-            return type(v)(*(cut(f) for f in v))
-        return v
-
-    return cut(info)
+    """Rows ``lo:hi`` of a :class:`~akd.data.pipeline.BatchInfo` (sample index and crop/flip draws; the teacher
+    cache reads them).  ``rand_augment`` is not used by the engine and is dropped."""
+    crop = info.crop
+    if crop is not None:
+        crop = type(crop)(*(t[lo:hi] for t in crop))
+    return info._replace(index=info.index[lo:hi], crop=crop, rand_augment=None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,8 +450,7 @@ def _train_rank(cfg, out, rank, world, device, backend, control, *, resume, forc
         ctx.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(ctx.student)
     lane = T.Lane(ctx, rd, log if rank == 0 else quiet)
     find_unused = "logits" not in ctx.objective.student_sources()
-    ddp = DDP(ctx.student, device_ids=[device.index] if device.type == "cuda" else None,
-              find_unused_parameters=find_unused, broadcast_buffers=not opts.sync_bn)
+    ddp = DDP(ctx.student, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused)
     lane.fwd = torch.compile(ddp) if cfg.compile else ddp
     T.DIST = Runtime(rank, world, device, opts, dist.group.WORLD, control, backend)
     try:
@@ -519,7 +513,8 @@ def launch(nproc: int, cfg: RunConfig, out: str | Path, *, resume: bool = False,
         raise ConfigError(f"--nproc {nproc}: only {torch.cuda.device_count()} GPU(s) visible (one process per GPU)")
     if device.type == "cpu" and threads is None:
         threads = max(1, (os.cpu_count() or 1) // nproc)
-    check_world(cfg, nproc, opts)
+    if not resume:  # on --resume the stored config (rank 0 checks it) replaces the flags
+        check_world(cfg, nproc, opts)
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
     mp = multiprocessing.get_context("spawn")
     queue = mp.SimpleQueue()
