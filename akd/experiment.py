@@ -72,10 +72,14 @@ class Cell:
     values: dict[str, Any]
     config: RunConfig | None = None
     skipped: str | None = None
+    label: str | None = None  # a [[cells]] entry's ``name``
 
     @property
     def name(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.values.items()) or "base"
+        parts = ([self.label] if self.label else []) + [f"{k}={v}" for k, v in self.values.items() if not (self.label and k in self.own)]
+        return ",".join(parts) or "base"
+
+    own: tuple = ()  # keys set by the labelled [[cells]] entry (shown by its label instead)
 
     @property
     def slug(self) -> str:
@@ -127,14 +131,18 @@ class Grid:
         for i, v in enumerate(self.variants):
             if not isinstance(v, dict) or not v:
                 raise ConfigError(f"grid cell {i + 1} must be a non-empty table of axis values")
+            if "name" in v and not isinstance(v["name"], str):
+                raise ConfigError(f"grid cell {i + 1}: name must be a string")
             for k, val in v.items():
+                if k == "name":
+                    continue
                 if k in self.axes:
                     raise ConfigError(f"grid cell {i + 1} sets '{k}', which is also an axis")
                 if k not in TERM_AXES and k != "method" and k.replace("-", "_") not in FIELDS:
                     near = closest(k, list(TERM_AXES) + ["method"] + list(FIELDS))
                     raise ConfigError(f"grid cell {i + 1}: unknown key '{k}'" + (f" (did you mean '{near}'?)" if near else ""))
                 _check_axis_value(k, val, self.base)
-        names = [json.dumps(v, sort_keys=True, default=str) for v in self.variants]
+        names = [json.dumps({k: x for k, x in v.items() if k != "name"}, sort_keys=True, default=str) for v in self.variants]
         if len(set(names)) != len(names):
             raise ConfigError("the grid lists the same cell twice")
         for k, vals in self.axes.items():
@@ -161,8 +169,10 @@ class Grid:
         out = []
         combos = list(itertools.product(*(self.axes[k] for k in keys))) if keys else [()]
         for variant, combo in itertools.product(self.variants or [{}], combos):
+            variant = dict(variant)
+            label = variant.pop("name", None)
             values = {**variant, **dict(zip(keys, combo))}
-            cell = Cell(values)
+            cell = Cell(values, label=label, own=tuple(variant))
             try:
                 term = dict(self.base_term)
                 term.update({k: v for k, v in values.items() if k in TERM_AXES})

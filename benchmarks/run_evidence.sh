@@ -5,6 +5,4 @@ cd "$(dirname "$0")/.."
 AKD=${AKD:-.venv/bin/akd}
 $AKD compare --config experiments/fmnist_evidence.toml --methods ce,kd,rkd,cc,sp,pkt,vrm --seeds 0,1,2 \
     --out benchmarks/results/fmnist_compare --quiet
-$AKD grid --grid experiments/vrm_ablation.toml --config experiments/fmnist_evidence.toml \
-    --dataset "fashion-mnist(train_n=10000)" --epochs 6 --teacher-epochs 10 --student cnn_tiny --teacher cnn_wide \
-    --out benchmarks/results/fmnist_vrm_ablation --quiet
+$AKD grid --grid experiments/vrm_ablation_fmnist.toml --out benchmarks/results/fmnist_vrm_ablation --quiet
