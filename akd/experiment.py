@@ -178,7 +178,7 @@ class Grid:
                 term.update({k: v for k, v in values.items() if k in TERM_AXES})
                 others = {k: v for k, v in values.items() if k not in TERM_AXES and k != "method"}
                 cfg = config_from_dict(others, self.base, where=f"grid cell {cell.name}")
-                if "method" in values or any(k in values for k in TERM_AXES):
+                if "method" in values or any(k in values for k in TERM_AXES) or self.base_term:
                     terms = []
                     if "method" in values:
                         terms, _ = term_list(values["method"])

@@ -15,3 +15,17 @@ def test_shared_grid_equals_separate_grid(tmp_path):
     cols = ["cell", "seed", "status", "last_acc", "best_acc", "init_digest", "data_digest"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
     assert (a["status"] == "finished").all() and len(a) == 8
+
+
+def test_grid_file_term_applies_to_a_cell_that_only_has_a_name(tmp_path):
+    """A [[cells]] entry without axis values (e.g. the preset cell of an ablation) still gets the [term]."""
+    from akd.experiment import grid_from_file
+
+    f = tmp_path / "g.toml"
+    f.write_text('seeds = [0]\n[term]\naffinity = "edge"\nnorm = "zs"\nloss = "mse"\n'
+                 '[[cells]]\nname = "preset"\n[[cells]]\nname = "l2"\nnorm = "l2"\n')
+    cells = grid_from_file(f).cells()
+    assert [c.name for c in cells] == ["preset", "l2"]
+    for c, norm in zip(cells, ["zs", "l2"]):
+        terms = c.config.objective["terms"]
+        assert terms[0]["loss"] == "ce" and terms[1]["affinity"] == "edge" and terms[1]["norm"] == norm
