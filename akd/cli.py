@@ -259,10 +259,11 @@ def print_summary(s: dict[str, Any], out: Path) -> None:
 @click.option("--nproc", type=int, default=None,
               help="Train with N processes (DistributedDataParallel; one GPU each on CUDA, gloo on CPU). "
                    "--batch-size is the global batch (N must divide it); the lr is not rescaled.")
-@click.option("--global-relations", is_flag=True,
+@click.option("--global-relations/--local-relations", default=None,
               help="Multi-process: build relational terms over the global batch (all-gathered representations) "
-                   "instead of each process's local batch.")
-@click.option("--sync-bn", is_flag=True, help="Multi-process on CUDA: SyncBatchNorm in the student.")
+                   "or over each process's local batch (default; --resume keeps the run's choice).")
+@click.option("--sync-bn/--no-sync-bn", default=None,
+              help="Multi-process on CUDA: SyncBatchNorm in the student (default off; --resume keeps the run's choice).")
 def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
         device, compile_, teacher_cache, quiet, out, resume, force, nproc, global_relations, sync_bn, **objective_flags):
     """One run: train a student with an objective (flags, --method or --config).
@@ -301,7 +302,7 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
     rank0 = world is None or world[0] == 0
     if procs > 1 and not resume:
         check_world(cfg, procs, opts)
-    echo = lambda m: click.echo(m, err=True)  # noqa: E731
+    echo = lambda m: click.echo(m, err=True)
     data = None
     if not resume and rank0:  # the stored config replaces the flags on --resume; otherwise check the data before writing
         data = preflight_run(cfg)
@@ -313,7 +314,7 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
                                   log=echo if rank0 else None, opts=opts, data=data)
         else:
             if global_relations or sync_bn:
-                echo("note: one process: --global-relations/--sync-bn change nothing")
+                echo("note: one process: --global-relations/--sync-bn change nothing (relations span the whole batch)")
             s = train(cfg, out_dir, resume=resume, force=force, progress=not quiet, log=echo, data=data)
     except AkdError as e:
         if fresh and rank0 and not isinstance(e, (RunInterrupted, TrainingDiverged)):
@@ -516,6 +517,10 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
         g.seeds = [seed]
     if not g.axes and not grid_path:
         raise ConfigError("a grid needs at least one axis (e.g. --affinity gram,cosine or --grid FILE)")
+    from .engine.distributed import torchrun_world
+
+    if torchrun_world() is not None:
+        raise ConfigError("akd grid starts its own workers (--jobs, --backend ray); run it without torchrun")
     if address and backend != "ray":
         raise ConfigError("--address is the Ray cluster of --backend ray; add --backend ray or drop --address")
     df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True), share_teacher=share_teacher,

@@ -20,8 +20,9 @@ Ray is an optional dependency (``pip install akd[ray]``) and imported only here,
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .errors import ConfigError
 
@@ -111,14 +112,14 @@ class RayRunner:
                 for r in done:
                     try:
                         yield refs[r], ray.get(r), None
-                    except Exception as e:  # a failed task (worker crash, RayTaskError): failed rows, not a lost grid
+                    except Exception as e:  # noqa: BLE001 - a failed task (worker crash, RayTaskError): failed rows, not a lost grid
                         cause = getattr(e, "cause", None) or e
                         yield refs[r], None, cause
         except BaseException:
             for r in pending:
                 try:
                     ray.cancel(r)
-                except Exception:  # noqa: BLE001 - best effort
+                except Exception:  # noqa: BLE001, S110 - best effort
                     pass
             raise
 

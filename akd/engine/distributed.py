@@ -40,8 +40,12 @@ engine (:mod:`akd.engine.trainer`) runs unchanged in every rank; :class:`Runtime
 * **Metrics** are reduced over ranks (loss terms averaged, correct predictions summed); evaluation is
   sharded over ranks and summed.  A stop (SIGINT/SIGTERM on any rank) is agreed on by all ranks at
   the next step, so every rank stops at the same step and rank 0 writes the checkpoint.
+  ``summary.json`` gets a ``distributed`` record (world size, backend, per-process batch, relation
+  scope, SyncBN); on resume an option left unset (``None``) takes the value stored there.
 * **Teacher.**  A teacher that must be trained is trained by rank 0 alone (one process) while the
-  other ranks wait; train it beforehand with ``akd teacher`` to use all ranks' time.
+  other ranks wait; train it beforehand with ``akd teacher`` to use all ranks' time.  The teacher runs
+  on each rank's shard; with ``--teacher-cache`` every rank builds the whole table (as one process
+  would) and looks up its own rows.
 """
 
 from __future__ import annotations
@@ -55,10 +59,11 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -68,6 +73,7 @@ from ..affinity import Nodes
 from ..errors import AkdError, ConfigError, TrainingDiverged
 from .config import RunConfig, config_from_dict
 from .device import resolve_device
+from .trainer import Accumulator, RunInterrupted, StopFlag, evaluate
 
 #: how long ranks wait for each other outside training steps (rank 0 may be training a teacher)
 CONTROL_TIMEOUT = timedelta(days=7)
@@ -77,10 +83,16 @@ _STOP_CODES = (None, "stop_after_steps", "SIGTERM", "SIGINT")
 
 @dataclass
 class DistOptions:
-    """What a distributed run does beyond plain DDP."""
+    """What a distributed run does beyond plain DDP.  ``None``: the choice stored with the run being resumed
+    (its summary's ``distributed`` record), else off."""
 
-    global_relations: bool = False
-    sync_bn: bool = False
+    global_relations: bool | None = None
+    sync_bn: bool | None = None
+
+    def resolved(self, stored: dict[str, Any] | None) -> DistOptions:
+        stored = stored or {}
+        return DistOptions(*(bool(stored.get(k, False)) if v is None else bool(v)
+                             for k, v in dataclasses.asdict(self).items()))
 
 
 def torchrun_world() -> tuple[int, int, int] | None:
@@ -199,9 +211,7 @@ class DistAccumulator:
     report.  A loaded (checkpointed) state is already global and is added once.
     """
 
-    def __init__(self, names: list[str], device: torch.device, rt: "Runtime"):
-        from .trainer import Accumulator
-
+    def __init__(self, names: list[str], device: torch.device, rt: Runtime):
         self.rt = rt
         self.local = Accumulator(names, device)
         self.names = names
@@ -246,39 +256,39 @@ class DistAccumulator:
         return self.snap.state()
 
 
-class DistStopFlag:
-    """The engine's StopFlag whose ``requested`` is the value all ranks agreed on at the last sync."""
+class DistStopFlag(StopFlag):
+    """The engine's StopFlag whose ``requested`` is the value all ranks agreed on at the last :meth:`sync`.
 
-    def __new__(cls, rt: "Runtime"):
-        from .trainer import StopFlag
+    The signal handler (and ``stop_after_steps``) set this rank's *pending* request; the engine reads the agreed one,
+    so every rank stops at the same step.
+    """
 
-        class _Flag(StopFlag):
-            requested = property(lambda self: self._agreed, lambda self, v: setattr(self, "_pending", v))
+    requested = property(lambda self: self._agreed, lambda self, v: setattr(self, "_pending", v))
 
-            def __init__(self):
-                self._agreed = None
-                self._pending = None
-                super().__init__()
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self._agreed = None
+        self._pending = None
+        super().__init__()
 
-            def sync(self) -> None:
-                code = torch.tensor([_STOP_CODES.index(self._pending) if self._pending in _STOP_CODES else 2])
-                dist.all_reduce(code, op=dist.ReduceOp.MAX, group=rt.control)
-                self._agreed = _STOP_CODES[int(code)]
-
-        return _Flag()
+    def sync(self) -> None:
+        code = torch.tensor([_STOP_CODES.index(self._pending) if self._pending in _STOP_CODES else 2])
+        dist.all_reduce(code, op=dist.ReduceOp.MAX, group=self.rt.control)
+        self._agreed = _STOP_CODES[int(code)]
 
 
 class Runtime:
     """What the engine's ``[distributed hook]`` lines call (``trainer.DIST``)."""
 
     def __init__(self, rank: int, world_size: int, device: torch.device, opts: DistOptions, group: Any, control: Any,
-                 backend: str):
+                 backend: str, batch_per_process: int | None = None):
         self.rank, self.world_size, self.device, self.opts = rank, world_size, device, opts
         self.group, self.control, self.backend = group, control, backend
+        self.batch_per_process = batch_per_process
 
     # -- identity --------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        return {"distributed": {"world_size": self.world_size, "backend": self.backend,
+        return {"distributed": {"world_size": self.world_size, "backend": self.backend, "batch_per_process": self.batch_per_process,
                                 "global_relations": self.opts.global_relations, "sync_bn": self.opts.sync_bn}}
 
     # -- per step --------------------------------------------------------------------------
@@ -314,8 +324,6 @@ class Runtime:
 
     def evaluate(self, model, x_u8, y, mean, std, *, batch_size, device, amp="auto", channels_last=False) -> dict[str, float]:
         """The engine's ``evaluate`` over the whole set, each rank taking a contiguous shard (rank 0's BN buffers)."""
-        from .trainer import evaluate
-
         self.sync_buffers(model)
         n = x_u8.shape[0]
         per = -(-n // self.world_size)
@@ -345,8 +353,6 @@ def _slice_info(info: Any, lo: int, hi: int) -> Any:
 # one rank's run
 # --------------------------------------------------------------------------------------------
 def _rebuild_error(kind: str, message: str, code: int) -> AkdError:
-    from .trainer import RunInterrupted
-
     classes = {"RunInterrupted": RunInterrupted, "TrainingDiverged": TrainingDiverged}
     cls = classes.get(kind) or getattr(errors, kind, None)
     if not (isinstance(cls, type) and issubclass(cls, AkdError)):
@@ -380,8 +386,6 @@ def train_distributed(cfg: RunConfig, out: str | Path, *, resume: bool = False, 
                               "use one process per GPU")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    if opts.sync_bn and device.type != "cuda":
-        raise ConfigError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel)")
     cfg.device = str(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     own = not dist.is_initialized()
@@ -403,32 +407,41 @@ def _train_rank(cfg, out, rank, world, device, backend, control, *, resume, forc
 
     from . import trainer as T
 
-    quiet = lambda m: None  # noqa: E731
+    quiet = lambda m: None
     rd = T.RunDir(out)
     # phase 1: rank 0 validates, resolves/trains the teacher and commits the run directory; the others wait
     msg: dict[str, Any]
     ctx = None
-    error: AkdError | None = None
+    error: Exception | None = None
     if rank == 0:
         try:
             cfg = rd.resolve(cfg, resume=resume, force=force)
             cfg.device = str(device)
-            check_world(cfg, world, opts)
             prev = rd.read_summary()
             stored = rd.read_config()
-            if prev and prev.get("status") == "finished" and not force and stored and stored.get("fingerprint") == cfg.fingerprint():
+            same = bool(stored) and not force and stored.get("fingerprint") == cfg.fingerprint()
+            if prev and prev.get("status") == "finished" and same:
                 log(f"{rd.path}: already finished (last {prev['last_acc']:.2f}%, best {prev['best_acc']:.2f}%)")
                 msg = {"finished": prev}
             else:
-                if (prev or {}).get("distributed", {}).get("world_size", 1) != world and rd.checkpoint.exists():
-                    log(f"resuming a checkpoint of {(prev or {}).get('distributed', {}).get('world_size', 1)} process(es) "
-                        f"with {world}")
+                continuing = same and rd.checkpoint.exists()
+                before = ((prev or {}).get("distributed") or {"world_size": 1}) if continuing else None
+                opts = opts.resolved(before)
+                changed = {k: v for k, v in dataclasses.asdict(opts).items() if before and k in before and before[k] != v}
+                if changed:
+                    log("note: the run being resumed was trained with " + ", ".join(f"{k}={before[k]}" for k in changed)
+                        + "; continuing with " + ", ".join(f"{k}={v}" for k, v in changed.items()))
+                if continuing and before["world_size"] != world:
+                    log(f"resuming a checkpoint of {before['world_size']} process(es) with {world}")
+                if opts.sync_bn and device.type != "cuda":
+                    raise ConfigError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel)")
+                check_world(cfg, world, opts)
                 ctx = T.build_context(cfg, log=log, data=data, progress=progress)
                 rd.commit(cfg, force=force)
-                msg = {"config": cfg.to_dict()}
-        except AkdError as e:
+                msg = {"config": cfg.to_dict(), "opts": dataclasses.asdict(opts)}
+        except Exception as e:  # noqa: BLE001 - told to the other ranks (they would wait for rank 0 forever), then raised here
             error = e
-            msg = {"error": (type(e).__name__, str(e), e.exit_code)}
+            msg = {"error": (type(e).__name__, str(e), getattr(e, "exit_code", 2))}
         box = [msg]
         dist.broadcast_object_list(box, src=0, group=control)
         if error is not None:
@@ -441,19 +454,20 @@ def _train_rank(cfg, out, rank, world, device, backend, control, *, resume, forc
             raise _rebuild_error(*msg["error"])
     if "finished" in msg:
         return msg["finished"]
+    opts = DistOptions(**msg["opts"])
     if rank != 0:
         cfg = config_from_dict(msg["config"])
         cfg.device = str(device)
         ctx = T.build_context(cfg, log=quiet, data=data, progress=False)
-    # phase 2: every rank trains its shard
-    if opts.sync_bn:
-        ctx.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(ctx.student)
-    lane = T.Lane(ctx, rd, log if rank == 0 else quiet)
-    find_unused = "logits" not in ctx.objective.student_sources()
-    ddp = DDP(ctx.student, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused)
-    lane.fwd = torch.compile(ddp) if cfg.compile else ddp
-    T.DIST = Runtime(rank, world, device, opts, dist.group.WORLD, control, backend)
+    # phase 2: every rank trains its shard (the hooks are live from here on: the Lane's own writes included)
+    T.DIST = Runtime(rank, world, device, opts, dist.group.WORLD, control, backend, cfg.batch_size // world)
     try:
+        if opts.sync_bn:
+            ctx.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(ctx.student)
+        lane = T.Lane(ctx, rd, log if rank == 0 else quiet)
+        find_unused = "logits" not in ctx.objective.student_sources()
+        ddp = DDP(ctx.student, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused)
+        lane.fwd = torch.compile(ddp) if cfg.compile else ddp
         summary = T._run_lanes([lane], progress=progress and rank == 0, log=log if rank == 0 else quiet,
                                stop_after_steps=stop_after_steps)[0]
     finally:
@@ -511,7 +525,9 @@ def launch(nproc: int, cfg: RunConfig, out: str | Path, *, resume: bool = False,
     device = resolve_device(cfg.device)
     if device.type == "cuda" and nproc > torch.cuda.device_count():
         raise ConfigError(f"--nproc {nproc}: only {torch.cuda.device_count()} GPU(s) visible (one process per GPU)")
-    if device.type == "cpu" and threads is None:
+    if opts.sync_bn and device.type != "cuda":
+        raise ConfigError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel)")
+    if threads is None:  # like torchrun's OMP_NUM_THREADS, but sharing the machine's cores among the ranks
         threads = max(1, (os.cpu_count() or 1) // nproc)
     if not resume:  # on --resume the stored config (rank 0 checks it) replaces the flags
         check_world(cfg, nproc, opts)
@@ -571,7 +587,7 @@ def launch(nproc: int, cfg: RunConfig, out: str | Path, *, resume: bool = False,
             if p.exitcode is None and p.pid is not None:
                 p.kill()
                 p.join()
-    if all(p.exitcode == 0 for p in procs) and results.get(0, ("",))[0] == "ok":
+    if results.get(0, ("",))[0] == "ok":  # rank 0 finished and wrote the run (a late signal may have hit the others)
         return results[0][1]
     # the most telling error: an AkdError (rank 0's first), else the first crash
     ranked = sorted(results.items(), key=lambda kv: (kv[1][0] in ("ok", "crash"), kv[0]))
