@@ -21,14 +21,13 @@ time side by side and peak memory, at N = 512, C = 1000 (and a smaller N that fi
 materialised runs are capped (``--mat-cap-gb``, RLIMIT_AS) so an oversize case reports "does not fit"
 instead of pushing the machine into swap / the OOM killer.
 
-    python benchmarks/bench_objective.py            # full CPU run (~5 min on 1 contended core)
+    python benchmarks/bench_objective.py            # full CPU run (~4 min on 1 contended core)
     python benchmarks/bench_objective.py --quick    # smoke test
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import resource
 import time
 from typing import Any
@@ -119,9 +118,10 @@ def mem_child(name: str, B: int, C: int, threads: int, closed_form: bool, cap_gi
 
 def _vm_size_bytes() -> int:
     try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
@@ -250,7 +250,7 @@ def main() -> None:
 
     def cell_time(o, B, C):
         if (o, B, C) in skipped:
-            return "skipped (est. {:.0f} GiB)".format(estimate_gib(o, B, C))
+            return f"skipped (est. {estimate_gib(o, B, C):.0f} GiB)"
         ms = 1e3 * med[f"{o}|{B}|{C}"]
         ref = med.get(f"step|{B}")
         return f"{ms:.3g} ms ({100 * ms / (1e3 * ref):.2g} %)" if ref else f"{ms:.3g} ms"
@@ -284,11 +284,11 @@ def main() -> None:
         mm = peak("vrm", B, C, device, threads, False, cap_gib=args.mat_cap_gb)
         obj, s, t, y = make_inputs("vrm", B, C, device)
 
-        def closed():
+        def closed(obj=obj, s=s, t=t, y=y, B=B):
             _edge_gram.set_enabled(True)
             fwd_bwd(obj, s, t, y, B)
 
-        def materialised():
+        def materialised(obj=obj, s=s, t=t, y=y, B=B):
             old = _edge_gram.set_enabled(False)
             try:
                 fwd_bwd(obj, s, t, y, B)
@@ -305,14 +305,18 @@ def main() -> None:
         cap = f" (cap {args.mat_cap_gb:g} GiB)" if device.type == "cpu" else ""
         vrm_rows.append([N, C, 1e3 * tc, f"{mc['peak_mib']:.0f}" if mc["ok"] else "failed",
                          f"{1e3 * tm:.4g}" if tm == tm else f"does not fit{cap}",
-                         f"{mm['peak_mib']:.0f}" if mm["ok"] else f"does not fit{cap}: {mm['error'][:90]}",
+                         f"{mm['peak_mib']:.0f}" if mm["ok"] else f"does not fit{cap}",
                          f"{tm / tc:.0f}x" if tm == tm else "-",
                          f"{mm['peak_mib'] / mc['peak_mib']:.0f}x" if (mm["ok"] and mc["ok"] and mc["peak_mib"] >= 1) else "-"])
         vrm_out.append({"N": N, "C": C, "closed_s": tv["closed"], "materialised_s": tv.get("materialised"),
                         "closed_mem": mc, "materialised_mem": mm})
-        del obj, s, t, y
+        del obj, s, t, y, variants, closed, materialised
     print(common.md_table(["N (=2B)", "C", "closed ms", "closed peak MiB", "materialised ms", "materialised peak MiB",
                            "time ratio", "memory ratio"], vrm_rows))
+    for r in vrm_out:
+        if not r["materialised_mem"]["ok"]:
+            e = r["materialised_mem"]
+            print(f"\nN={r['N']} materialised: {e['error']} (after {e.get('seconds', 0):.0f} s)")
     print(f"\n(total {time.perf_counter() - t_all:.0f} s)")
     common.write_json(args.json, {
         "benchmark": "objective", "machine": common.machine_info(device), "command": common.command_line(),

@@ -15,7 +15,7 @@ Reported: images/s of the real batch (steps x B / time) for both, and akd/hand (
 ``--profile`` also counts the aten ops per training step of both (torch.profiler), which shows the
 engine's extra per-step work.
 
-    python benchmarks/bench_step.py                 # full CPU run (~4 min on 1 contended core)
+    python benchmarks/bench_step.py                 # full CPU run (~3 min on 1 contended core)
     python benchmarks/bench_step.py --quick         # smoke test
 """
 
@@ -27,9 +27,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import common  # noqa: F401  (sys.path)
+import common
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from akd.data import load_dataset, rand_augment
 from akd.engine import RunConfig
@@ -147,22 +148,55 @@ def op_counts(fn) -> collections.Counter:
     return cnt
 
 
-def profile_case(case: Case, methods, teacher, device, tmp: Path, seed: int) -> None:
+class _HostDataToDevice(TorchFunctionMode):
+    """Counts tensors created from Python data with an explicit ``device=`` (torch.tensor / torch.as_tensor /
+    Tensor.new_tensor) by akd call site.  On CUDA each one is a pageable host-to-device copy, which PyTorch
+    does with ``cudaMemcpyAsync`` + ``cudaStreamSynchronize`` (a host sync) unless non_blocking."""
+
+    def __init__(self):
+        super().__init__()
+        self.sites: collections.Counter = collections.Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        hit = False
+        if func in (torch.tensor, torch.as_tensor) and kwargs.get("device") is not None and args \
+                and not isinstance(args[0], torch.Tensor):
+            hit = True
+        elif func is torch.Tensor.new_tensor:
+            hit = True
+        if hit:
+            import traceback
+
+            frames = [f for f in traceback.extract_stack()[:-1] if "/akd/" in f.filename]
+            f = frames[-1] if frames else None
+            self.sites[f"{Path(f.filename).parent.name}/{Path(f.filename).name}:{f.lineno} ({f.name})" if f else "benchmark"] += 1
+        return func(*args, **kwargs)
+
+
+def host_data_sites(fn) -> collections.Counter:
+    mode = _HostDataToDevice()
+    with mode:
+        fn()
+    return mode.sites
+
+
+def profile_case(case: Case, methods, teacher, device, tmp: Path, seed: int, steps: int) -> None:
     """Top-level aten calls per step: (count over a 2S-step epoch - count over an S-step epoch) / S, so that
     the fixed per-run work (model init, digests, evaluation, checkpoint) cancels."""
     import dataclasses
 
-    S = case.steps
-    c1, c2 = case, dataclasses.replace(case, steps=2 * S)
+    S = steps
+    c1, c2 = dataclasses.replace(case, steps=S), dataclasses.replace(case, steps=2 * S)
     d1, d2 = load_dataset(c1.dataset()), load_dataset(c2.dataset())
     print(f"\n### aten ops per training step (top-level calls, torch.profiler): {case.name}, B={case.batch}\n")
     rows, diffs = [], []
     for m in methods:
         obj = build_objective("vrm").to(device) if m == "vrm" else None
-        a1 = op_counts(lambda: run_akd(c1, m, d1, teacher, device, tmp / f"prof1-{m}", seed))
-        a2 = op_counts(lambda: run_akd(c2, m, d2, teacher, device, tmp / f"prof2-{m}", seed))
-        h1 = op_counts(lambda: hand_epoch(c1, m, d1, teacher, device, seed, obj))
-        h2 = op_counts(lambda: hand_epoch(c2, m, d2, teacher, device, seed, obj))
+        a1 = op_counts(lambda m=m: run_akd(c1, m, d1, teacher, device, tmp / f"prof1-{m}", seed))
+        a2 = op_counts(lambda m=m: run_akd(c2, m, d2, teacher, device, tmp / f"prof2-{m}", seed))
+        h1 = op_counts(lambda m=m, obj=obj: hand_epoch(c1, m, d1, teacher, device, seed, obj))
+        h2 = op_counts(lambda m=m, obj=obj: hand_epoch(c2, m, d2, teacher, device, seed, obj))
         a = {k: (a2[k] - a1[k]) / S for k in set(a1) | set(a2)}
         h = {k: (h2[k] - h1[k]) / S for k in set(h1) | set(h2)}
         an, hn = sum(a.values()), sum(h.values())
@@ -173,6 +207,16 @@ def profile_case(case: Case, methods, teacher, device, tmp: Path, seed: int) -> 
     print(common.md_table(["method", "akd ops/step", "hand ops/step", "extra ops/step"], rows))
     print()
     print(common.md_table(["method", "largest extra top-level ops per step (akd - hand)"], diffs))
+    print("\n### akd: tensors made from Python data on the training device, per training step, by call site\n")
+    print("(each is a blocking host-to-device copy, i.e. a host sync, when the device is CUDA)\n")
+    hrows = []
+    for m in methods:
+        a1 = host_data_sites(lambda m=m: run_akd(c1, m, d1, teacher, device, tmp / f"h2d1-{m}", seed))
+        a2 = host_data_sites(lambda m=m: run_akd(c2, m, d2, teacher, device, tmp / f"h2d2-{m}", seed))
+        per = {k: (a2[k] - a1[k]) / S for k in set(a1) | set(a2)}
+        per = {k: v for k, v in per.items() if v > 0}
+        hrows += [[m, k, f"{v:.1f}"] for k, v in sorted(per.items(), key=lambda kv: -kv[1])] or [[m, "none", "0"]]
+    print(common.md_table(["method", "call site", "per step"], hrows))
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,10 +225,12 @@ def main() -> None:
     p.add_argument("--cases", nargs="+", default=["cnn", "resnet"], choices=["cnn", "resnet"])
     p.add_argument("--methods", nargs="+", default=["ce", "kd", "vrm"], choices=["ce", "kd", "vrm"])
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--steps-cnn", type=int, default=24, help="steps per epoch (data set = steps x batch images)")
-    p.add_argument("--steps-resnet", type=int, default=12)
+    p.add_argument("--steps-cnn", type=int, default=16, help="steps per epoch (data set = steps x batch images)")
+    p.add_argument("--steps-resnet", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", action="store_true", help="also count aten ops per step (akd vs hand)")
+    p.add_argument("--profile-steps", type=int, default=4, help="S of the profiled epochs (S and 2S steps)")
+    p.set_defaults(reps=5)
     args = p.parse_args()
     if args.quick:
         args.steps_cnn, args.steps_resnet, args.reps = 3, 2, 2
@@ -207,11 +253,11 @@ def main() -> None:
                 obj = build_objective("vrm").to(device) if m == "vrm" else None
                 k = [0]
 
-                def akd_v(m=m):
+                def akd_v(m=m, case=case, ds=ds, teacher=teacher, k=k):
                     k[0] += 1
                     return run_akd(case, m, ds, teacher, device, tmp / f"{case.student}-{m}-{k[0]}", args.seed)
 
-                def hand_v(m=m, obj=obj):
+                def hand_v(m=m, obj=obj, case=case, ds=ds, teacher=teacher):
                     return hand_epoch(case, m, ds, teacher, device, args.seed, obj)
 
                 print(f"{m}:")
@@ -227,7 +273,7 @@ def main() -> None:
                     "akd_s": t["akd"], "hand_s": t["hand"],
                 })
             if args.profile:
-                profile_case(case, args.methods, teacher, device, tmp, args.seed)
+                profile_case(case, args.methods, teacher, device, tmp, args.seed, args.profile_steps)
     print(f"\n### Step overhead: akd engine vs hand-written loop ({args.reps} reps, median; "
           f"{time.perf_counter() - t_all:.0f} s)\n")
     rows = [[r["case"], r["method"], r["batch"], r["steps"], r["akd_ms_step"], r["hand_ms_step"], r["akd_img_s"], r["hand_img_s"],

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing akd
     sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch  # noqa: E402  (after the sys.path line)
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,7 +55,7 @@ def resolve_device(spec: str) -> torch.device:
 def setup(args: argparse.Namespace) -> torch.device:
     """Resolve the device, set the CPU thread count, print the machine table; returns the device."""
     dev = resolve_device(args.device)
-    if args.threads and args.threads > 0:
+    if dev.type == "cpu" and args.threads and args.threads > 0:
         torch.set_num_threads(args.threads)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
