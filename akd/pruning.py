@@ -19,13 +19,15 @@ Unreliable edges (recomputed every step from the student's detached predictions)
 * ``joint-entropy``: with p_i = softmax(student logits_i) (detached) and
   H_i = −Σ_c p_ic log p_ic, pair (i, j) is detached (excluded from the loss, no gradient)
   when H_i + H_j exceeds the ``quantile``-q of {H_i + H_j : i ≠ j} over the batch
-  (``torch.quantile``, linear interpolation; default q = 0.9, i.e. the 10 % least confident
-  pairs are dropped).  Applies to inter-sample (``sample``) graphs only.
+  (``torch.quantile``, linear interpolation; above 2^24 pairs, which torch.quantile refuses, the
+  ⌈q·M⌉-th smallest value; default q = 0.9, i.e. the 10 % least confident pairs are dropped).  Applies to inter-sample (``sample``) graphs only.
 
 Masks are bool tensors over the first two axes of a graph; no host synchronisation.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -33,6 +35,7 @@ from torch import Tensor
 from .affinity.base import Nodes
 
 REDUNDANT = ("none", "symmetric", "cross-view", "both")
+QUANTILE_MAX = 2**24
 UNRELIABLE = ("none", "joint-entropy")
 
 
@@ -59,5 +62,9 @@ def joint_entropy_mask(logits: Tensor, q: float) -> Tensor:
     if n < 2:  # a single node has no pairs to prune
         return torch.ones_like(j, dtype=torch.bool)
     off_diagonal = j.flatten()[1:].view(n - 1, n + 1)[:, :-1]  # the n(n-1) entries i != j, no host sync
-    thr = torch.quantile(off_diagonal.flatten(), q)
+    flat = off_diagonal.flatten()
+    if flat.numel() <= QUANTILE_MAX:
+        thr = torch.quantile(flat, q)
+    else:  # torch.quantile refuses > 2^24 entries (B > 2048 with one virtual view): order statistic instead
+        thr = flat.kthvalue(max(1, math.ceil(q * flat.numel()))).values
     return j <= thr

@@ -44,11 +44,22 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
 
     ``mean``/``std`` have one value per channel (or one for all), in [0, 1] units.
     """
-    dev = x.device
-    m = torch.as_tensor(tuple(mean), dtype=torch.float32, device=dev).view(-1, 1, 1)
-    s = torch.as_tensor(tuple(std), dtype=torch.float32, device=dev).view(-1, 1, 1)
-    scale = 1.0 / (255.0 * s)
-    return x.to(torch.float32) * scale - m / s
+    scale, shift = _norm_constants(x.device, tuple(float(v) for v in mean), tuple(float(v) for v in std))
+    return x.to(torch.float32) * scale - shift
+
+
+_NORM_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _norm_constants(dev: torch.device, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1/(255·std), mean/std) as [C,1,1] tensors on ``dev``, made once per device (a host->device copy
+    per step would be a host synchronisation on CUDA)."""
+    key = (str(dev), mean, std)
+    if key not in _NORM_CACHE:
+        m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        _NORM_CACHE[key] = ((1.0 / (255.0 * s)).to(dev), (m / s).to(dev))
+    return _NORM_CACHE[key]
 
 
 class BatchInfo(NamedTuple):

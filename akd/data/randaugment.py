@@ -83,6 +83,19 @@ class RandAugmentParams(NamedTuple):
     op_names: tuple[str, ...]
 
 
+_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _op_tables(names, magnitude, num_bins, height, width, dev) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-op magnitude values and sign flags as device tensors, built once per configuration/device."""
+    key = (tuple(names), magnitude, num_bins, height, width, str(dev))
+    if key not in _TABLES:
+        table = op_values(magnitude, num_bins, height, width)
+        _TABLES[key] = (torch.tensor([table[n][0] for n in names], dtype=torch.float32).to(dev),
+                        torch.tensor([table[n][1] for n in names], dtype=torch.bool).to(dev))
+    return _TABLES[key]
+
+
 def op_values(magnitude: int, num_bins: int, height: int, width: int) -> dict[str, tuple[float, bool]]:
     """``{op: (value at bin magnitude, signed)}`` -- torchvision's RandAugment table."""
     lin = lambda lo, hi: float(torch.linspace(lo, hi, num_bins)[magnitude])  # noqa: E731
@@ -134,9 +147,7 @@ def draw_rand_augment(
     """Draw the per-sample ops and signed magnitudes (on the generator's device)."""
     names = _check(num_ops, magnitude, num_bins, ops)
     dev = generator.device
-    table = op_values(magnitude, num_bins, height, width)
-    value = torch.tensor([table[n][0] for n in names], dtype=torch.float32, device=dev)
-    signed = torch.tensor([table[n][1] for n in names], dtype=torch.bool, device=dev)
+    value, signed = _op_tables(names, magnitude, num_bins, height, width, dev)
     op = torch.randint(0, len(names), (batch, num_ops), generator=generator, device=dev)
     neg = torch.randint(0, 2, (batch, num_ops), generator=generator, device=dev).bool() & signed[op]
     mag = torch.where(neg, -value[op], value[op])
@@ -220,7 +231,7 @@ def _warp(xf: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     xs = torch.linspace(-w * 0.5 + 0.5, w * 0.5 - 0.5, w, device=dev)
     ys = torch.linspace(-h * 0.5 + 0.5, h * 0.5 - 0.5, h, device=dev)
     base = torch.stack([xs.expand(h, w), ys[:, None].expand(h, w), torch.ones(h, w, device=dev)], dim=-1)
-    rescaled = theta.transpose(1, 2) / torch.tensor([0.5 * w, 0.5 * h], device=dev)
+    rescaled = torch.stack([theta[:, 0, :] / (0.5 * w), theta[:, 1, :] / (0.5 * h)], dim=2)  # θᵀ / [w/2, h/2]
     grid = base.reshape(1, h * w, 3).expand(bsz, h * w, 3).bmm(rescaled).view(bsz, h, w, 2)
     return F.grid_sample(xf, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 

@@ -8,7 +8,7 @@ teacher forward of every training step is a lookup into a table computed once:
     table[src][i, v] = teacher(normalize(crop_flip(x_i, view v)))[src],   v = (dy·(2p+1) + dx)·F + flip
 
 built at a large batch size, kept on the training device and reused across students, seeds and methods
-(in-process, keyed by teacher weights, data and view geometry; ``save``/``load`` put it on disk).  It is
+(in-process, keyed by teacher weights, data and view geometry; a new process builds it again).  It is
 *exact* up to the batch-size dependence of floating-point kernels: the teacher is in eval mode, so each
 image's output does not depend on its batch companions; the tests measure the difference to the online
 outputs (fp32 on CPU: ~1e-6 or 0).  Values are stored in the dtype the online teacher produces (fp32 on

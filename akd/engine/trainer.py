@@ -576,8 +576,10 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                         t_out = {n: cached[n] for n in ln.objective.teacher_sources()}
                     elif fwd_teacher is not None and ln.objective.needs_teacher:
                         if k not in t_outs:  # one teacher forward per view count, shared by the lanes reading it
+                            t1 = time.perf_counter()
                             with autocast(device, ln.cfg.amp), torch.inference_mode():
                                 t_outs[k] = fwd_teacher(x)
+                            t0 += time.perf_counter() - t1  # shared work: not this lane's own time
                         t_out = {n: t_outs[k][n] for n in ln.objective.teacher_sources()}
                     with autocast(device, ln.cfg.amp):
                         s_out = ln.fwd(x)

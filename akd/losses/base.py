@@ -38,10 +38,10 @@ def masked_mean(elem: Tensor, mask: Tensor | None) -> Tensor:
     return torch.where(m, elem, elem.new_zeros(())).sum() / m.sum().clamp_min(1)
 
 
-def masked_sum(elem: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+def masked_sum(elem: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | float]:
     """(Σ kept entries of ``elem``, number of kept positions of the mask's own shape)."""
     if mask is None:
-        return elem.sum(), elem.new_tensor(float(elem.shape[0] * (elem.shape[1] if elem.dim() > 1 else 1)))
+        return elem.sum(), float(elem.shape[0] * (elem.shape[1] if elem.dim() > 1 else 1))
     m = _expand(mask, elem)
     return torch.where(m, elem, elem.new_zeros(())).sum(), mask.sum().to(elem.dtype).clamp_min(1)
 
