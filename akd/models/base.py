@@ -73,3 +73,22 @@ def check_positive(name: str, value: int) -> None:
     """ConfigError unless ``value`` is a positive integer (num_classes, in_channels, widths)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"model parameter {name}={value!r} must be a positive integer")
+
+
+def init_weights_normal(model: nn.Module) -> None:
+    """RepDistiller's ``_initialize_weights`` (VGG, MobileNetV2): conv ~ N(0, 2/(k·k·C_out)), BN = (1, 0),
+    linear ~ N(0, 0.01²), zero biases."""
+    import math
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            fan = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)

@@ -22,12 +22,11 @@ Taps: ``map`` is the output of ``conv2`` (1280 channels, after its ReLU),
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
 
-from .base import MODELS, TapsModel, check_positive
+from .base import init_weights_normal, MODELS, TapsModel, check_positive
 from ..errors import ConfigError
 
 
@@ -108,18 +107,7 @@ class MobileNetV2(TapsModel):
         self.classifier = nn.Sequential(nn.Linear(self.last_channel, num_classes))
         self._set_dims(num_classes, self.last_channel, self.last_channel)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights_normal(self)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.conv1(x)  # 32 -> 16

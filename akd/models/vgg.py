@@ -28,13 +28,12 @@ average pooling handles any input size).  Taps: ``map`` is ``relu(block4(x))``
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import MODELS, TapsModel, check_positive
+from .base import init_weights_normal, MODELS, TapsModel, check_positive
 
 CFG: dict[str, list[list[int]]] = {
     "S": [[64], [128], [256], [512], [512]],
@@ -76,18 +75,7 @@ class VGG(TapsModel):
         self.classifier = nn.Linear(dim, num_classes)
         self._set_dims(num_classes, dim, dim)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights_normal(self)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.pool0(F.relu(self.block0(x)))  # 32 -> 16
