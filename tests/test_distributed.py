@@ -218,6 +218,6 @@ def test_two_process_checkpoint_resumes_with_one_process(tmp_path):
     res = train(c, out, resume=True, progress=False, log=msgs.append)  # one process
     assert any("resuming" in m and "step 2" in m for m in msgs), msgs
     assert res["status"] == "finished" and "distributed" not in res
-    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2]
     assert all(math.isfinite(v) for m in lines for v in m["train"].values())

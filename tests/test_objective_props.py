@@ -215,7 +215,7 @@ def reps(n: int, seed: int, classes: int = 5, dim: int = 6, kind: str = "rand"):
     g = torch.Generator().manual_seed(seed)
     out = {"logits": torch.randn(n, classes, generator=g) * 2, "pooled": torch.randn(n, dim, generator=g),
            "map": torch.randn(n, 2, 2, 2, generator=g)}
-    for k, v in out.items():
+    for v in out.values():
         if kind == "dup":  # every other row duplicates row 0
             v[1::2] = v[0]
         elif kind == "zero":  # some rows all zero

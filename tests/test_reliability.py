@@ -617,7 +617,7 @@ def test_sigkill_at_random_moments_then_resume_reproduces_the_run(tmp_path, teac
         started = mtime(d / "summary.json")
         args = ["run", *sig_args(teacher_ckpt), "--out", str(d)] if i == 0 else ["run", "--resume", "--out", str(d), "--quiet"]
         p = spawn(args, tmp_path)
-        wait_for(lambda: mtime(d / "summary.json") != started, p)  # (re)started training
+        wait_for(lambda started=started: mtime(d / "summary.json") != started, p)  # (re)started training
         time.sleep(rng.uniform(0.05, 1.2))
         if p.poll() is None:
             p.kill()

@@ -21,7 +21,7 @@ def test_lookup_equals_online_teacher_for_every_batch_view():
     assert cache.num_views == (2 * ds.pad + 1) ** 2 * 2
     loader = DeviceLoader(ds.train_x, ds.train_y, 16, augment=True, pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std, seed=3)
     worst = 0.0
-    for xb, yb, info in loader.raw_batches(0, with_info=True):
+    for xb, _, info in loader.raw_batches(0, with_info=True):
         with torch.inference_mode():
             online = teacher(normalize(xb, ds.mean, ds.std))
         got = cache.lookup(info.index, info.crop)

@@ -287,7 +287,7 @@ def state_digest(model: torch.nn.Module) -> str:
 def data_digest(loader: Any, epoch: int = 0) -> str:
     """SHA-1 of an epoch's sample order and first batch's crop/flip draws (equal data order across runs)."""
     h = hashlib.sha1(loader.order(epoch).cpu().numpy().tobytes())
-    for xb, yb in loader.raw_batches(epoch):
+    for xb, _ in loader.raw_batches(epoch):
         h.update(xb.cpu().numpy().tobytes())
         break
     return h.hexdigest()[:16]

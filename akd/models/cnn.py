@@ -53,7 +53,7 @@ class SimpleCNN(TapsModel):
         for i, (cout, n) in enumerate(stages):
             if i > 0:
                 layers.append(nn.MaxPool2d(2))
-            for j in range(n):
+            for _ in range(n):
                 layers.append(conv_bn_relu(cin, cout))
                 cin = cout
         self.features = nn.Sequential(*layers)
