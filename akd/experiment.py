@@ -358,7 +358,6 @@ def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[st
             _, info = resolve_teacher(cfg, ds, log=log, progress=progress)
         for c in cs:
             c.config = dataclasses.replace(c.config, teacher=None, teacher_ckpt=info["teacher_path"])
-            c.values.setdefault("teacher", cfg.teacher) if False else None
 
 
 def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = True,

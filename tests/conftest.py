@@ -1,3 +1,5 @@
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -23,3 +25,18 @@ def fmnist_available() -> bool:
         return True
     except Exception:
         return False
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run ``akd ARGS`` in-process through the console entry point (``akd.cli.main``, which turns
+    errors into exit codes); return (exit code, stdout, stderr)."""
+    from akd.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code, out.getvalue(), err.getvalue()

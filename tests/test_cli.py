@@ -7,8 +7,6 @@ isolated per test by ``conftest.py`` (``AKD_CACHE_DIR``) and module fixtures set
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -16,24 +14,16 @@ import pandas as pd
 import pytest
 import torch
 
-from akd.cli import main
 from akd.engine.checkpoint import load_checkpoint
+
+from conftest import run_cli
 
 SYN = "synthetic(n=96,test_n=32,classes=4,size=16,channels=1)"
 COMMON = ["--dataset", SYN, "--student", "cnn_tiny", "--batch-size", "32", "--quiet"]
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint.pt", "model.pt")
 
 
-def akd(*args: str) -> tuple[int, str, str]:
-    """Run ``akd ARGS`` through the console entry point; return (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, out.getvalue(), err.getvalue()
+akd = run_cli
 
 
 def ok(*args: str) -> tuple[str, str]:

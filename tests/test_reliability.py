@@ -12,10 +12,8 @@ kernels' reduction order depends on the thread count.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import gzip
-import io
 import json
 import os
 import random
@@ -32,7 +30,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from akd.cli import main
+
+from conftest import run_cli
 from akd.engine import RunConfig, config_from_dict, train
 from akd.engine.checkpoint import load_checkpoint, save_checkpoint
 from akd.errors import AkdError, ConfigError, DataError
@@ -47,16 +46,7 @@ SIGSYN = "synthetic(n=1024,test_n=64,classes=4,size=16,channels=1)"
 # ------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------
-def akd(*args: str) -> tuple[int, str, str]:
-    """``akd ARGS`` through the console entry point in-process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, out.getvalue(), err.getvalue()
+akd = run_cli
 
 
 def one_line_error(code: int, err: str, *needles: str, exit_code: int = 2) -> str:
