@@ -160,7 +160,8 @@ class Term(nn.Module):
         x = x[:n]
         if x.is_inference():
             x = x.clone()
-        return x.float().flatten(1)
+        # relations in fp32 (bf16/fp16 autocast outputs are upcast); fp64 representations stay fp64
+        return (x if x.dtype == torch.float64 else x.float()).flatten(1)
 
     def _mask(self, kind: str, size: int, nodes: Nodes, device, student: Mapping[str, Tensor]) -> Tensor | None:
         key = (kind, size, nodes, str(device))

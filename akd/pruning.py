@@ -55,7 +55,8 @@ def redundant_mask(kind: str, size: int, nodes: Nodes, mode: str, device) -> Ten
 
 def joint_entropy_mask(logits: Tensor, q: float) -> Tensor:
     """Keep pair (i, j) iff H_i + H_j ≤ quantile_q{H_i + H_j : i ≠ j} (student predictions, detached)."""
-    logp = logits.detach().float().log_softmax(dim=-1)
+    logp = logits.detach()
+    logp = (logp if logp.dtype == torch.float64 else logp.float()).log_softmax(dim=-1)
     h = -(logp.exp() * logp).sum(dim=-1)
     j = h.unsqueeze(1) + h.unsqueeze(0)
     n = j.shape[0]

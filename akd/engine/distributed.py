@@ -391,13 +391,18 @@ def train_distributed(cfg: RunConfig, out: str | Path, *, resume: bool = False, 
     own = not dist.is_initialized()
     if own:
         dist.init_process_group(backend, rank=rank, world_size=world)
+    ok = False
     try:
         control = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
-        return _train_rank(cfg, Path(out), rank, world, device, backend, control, resume=resume, force=force,
-                           progress=progress, log=log, opts=opts, data=data, stop_after_steps=stop_after_steps)
+        summary = _train_rank(cfg, Path(out), rank, world, device, backend, control, resume=resume, force=force,
+                              progress=progress, log=log, opts=opts, data=data, stop_after_steps=stop_after_steps)
+        ok = True
+        return summary
     finally:
         T.DIST = None
-        if own and dist.is_initialized():
+        # Only a clean exit tears the group down: after a failure another rank may still sit in a collective, and
+        # destroying the group under it can abort this process (std::terminate in gloo) before the error is told.
+        if ok and own and dist.is_initialized():
             dist.destroy_process_group()
 
 
@@ -496,18 +501,21 @@ def _worker(rank: int, world: int, env: dict[str, str], cfg_dict: dict[str, Any]
     try:
         s = train_distributed(config_from_dict(cfg_dict), out, resume=resume, force=force, progress=progress, log=log,
                               opts=DistOptions(**opts), stop_after_steps=stop_after_steps)
-        queue.put((rank, "ok", s if rank == 0 else None, 0))
+        report = (rank, "ok", s if rank == 0 else None, 0)
     except AkdError as e:
-        queue.put((rank, type(e).__name__, str(e), e.exit_code))
-        sys.exit(e.exit_code)
+        report = (rank, type(e).__name__, str(e), e.exit_code)
     except KeyboardInterrupt:
-        queue.put((rank, "RunInterrupted", "interrupted", 130))
-        sys.exit(130)
+        report = (rank, "RunInterrupted", "interrupted", 130)
     except BaseException as e:  # noqa: BLE001 - reported to the launcher, traceback on stderr
         if rank == 0 or not isinstance(e, (RuntimeError, dist.DistBackendError)):
             traceback.print_exc()
-        queue.put((rank, "crash", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1))
-        sys.exit(1)
+        report = (rank, "crash", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
+    queue.put(report)  # a pipe write: delivered before this returns
+    # Leave without running C++ destructors: a process group (or DDP reducer) torn down at interpreter exit while
+    # another rank still talks to it can abort this process; everything worth keeping is written and reported.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(report[3])
 
 
 def launch(nproc: int, cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True,
