@@ -9,4 +9,4 @@ run: setup
 
 # Set up, then run the whole test suite.
 test: setup
-	.venv/bin/python -m pytest -q -x -p no:cacheprovider tests
+	.venv/bin/python -m pytest -q -p no:cacheprovider tests
