@@ -1,8 +1,8 @@
 """Multi-process training with DistributedDataParallel (``torchrun`` or ``akd run --nproc N``).
 
 One process per rank (one GPU per rank on CUDA, NCCL; CPU processes use gloo).  The single-process
-engine (:mod:`akd.engine.trainer`) runs unchanged in every rank; :class:`Runtime` is installed as
-``trainer.DIST`` for the duration of the run and supplies its distributed hooks:
+engine (:mod:`akd.engine.trainer`) runs unchanged in every rank; its lane is given this rank's
+:class:`Runtime` instead of the single-process :class:`~akd.engine.trainer.LocalRuntime`:
 
 * **Batches.**  ``--batch-size`` is the GLOBAL batch; each rank trains on ``batch_size / world``
   rows (a ConfigError if not divisible).  Every rank builds the same :class:`~akd.data.DeviceLoader`
@@ -73,7 +73,7 @@ from ..affinity import Nodes
 from ..errors import AkdError, ConfigError, TrainingDiverged
 from .config import RunConfig, config_from_dict
 from .device import resolve_device
-from .trainer import Accumulator, RunInterrupted, StopFlag, evaluate
+from .trainer import Accumulator, LocalRuntime, RunInterrupted, StopFlag, evaluate
 
 #: how long ranks wait for each other outside training steps (rank 0 may be training a teacher)
 CONTROL_TIMEOUT = timedelta(days=7)
@@ -200,7 +200,7 @@ def global_objective(objective, student: dict[str, torch.Tensor], teacher: dict[
 
 
 # --------------------------------------------------------------------------------------------
-# the runtime: hooks the engine calls while trainer.DIST is set
+# the runtime: this rank's answers to what the training loop asks (see trainer.LocalRuntime)
 # --------------------------------------------------------------------------------------------
 class DistAccumulator:
     """The engine's Accumulator with global (all-rank) means.
@@ -277,8 +277,9 @@ class DistStopFlag(StopFlag):
         self._agreed = _STOP_CODES[int(code)]
 
 
-class Runtime:
-    """What the engine's ``[distributed hook]`` lines call (``trainer.DIST``)."""
+class Runtime(LocalRuntime):
+    """Rank ``rank`` of ``world_size``: the DDP answers to the questions the training loop asks its runtime
+    (see :class:`akd.engine.trainer.LocalRuntime`, the single-process answers)."""
 
     def __init__(self, rank: int, world_size: int, device: torch.device, opts: DistOptions, group: Any, control: Any,
                  backend: str, batch_per_process: int | None = None):
@@ -370,7 +371,6 @@ def train_distributed(cfg: RunConfig, out: str | Path, *, resume: bool = False, 
     Same contract as :func:`akd.engine.train`; every rank returns the run's summary.  Rank 0 validates the run
     directory, resolves (trains) the teacher and writes the files; the others wait for it, then train.
     """
-    from . import trainer as T
 
     opts = opts or DistOptions()
     log = log or (lambda m: None)
@@ -399,7 +399,6 @@ def train_distributed(cfg: RunConfig, out: str | Path, *, resume: bool = False, 
         ok = True
         return summary
     finally:
-        T.DIST = None
         # Only a clean exit tears the group down: after a failure another rank may still sit in a collective, and
         # destroying the group under it can abort this process (std::terminate in gloo) before the error is told.
         if ok and own and dist.is_initialized():
@@ -464,19 +463,16 @@ def _train_rank(cfg, out, rank, world, device, backend, control, *, resume, forc
         cfg = config_from_dict(msg["config"])
         cfg.device = str(device)
         ctx = T.build_context(cfg, log=quiet, data=data, progress=False)
-    # phase 2: every rank trains its shard (the hooks are live from here on: the Lane's own writes included)
-    T.DIST = Runtime(rank, world, device, opts, dist.group.WORLD, control, backend, cfg.batch_size // world)
-    try:
-        if opts.sync_bn:
-            ctx.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(ctx.student)
-        lane = T.Lane(ctx, rd, log if rank == 0 else quiet)
-        find_unused = "logits" not in ctx.objective.student_sources()
-        ddp = DDP(ctx.student, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused)
-        lane.fwd = torch.compile(ddp) if cfg.compile else ddp
-        summary = T._run_lanes([lane], progress=progress and rank == 0, log=log if rank == 0 else quiet,
-                               stop_after_steps=stop_after_steps)[0]
-    finally:
-        T.DIST = None
+    # phase 2: every rank trains its shard; the lane asks this rank's runtime (rows, relations, means, stops, writes)
+    rt = Runtime(rank, world, device, opts, dist.group.WORLD, control, backend, cfg.batch_size // world)
+    if opts.sync_bn:
+        ctx.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(ctx.student)
+    lane = T.Lane(ctx, rd, log if rank == 0 else quiet, rt=rt)
+    find_unused = "logits" not in ctx.objective.student_sources()
+    ddp = DDP(ctx.student, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused)
+    lane.fwd = torch.compile(ddp) if cfg.compile else ddp
+    summary = T._run_lanes([lane], progress=progress and rank == 0, log=log if rank == 0 else quiet,
+                           stop_after_steps=stop_after_steps)[0]
     if lane.status == "failed":
         raise TrainingDiverged(lane.summary["reason"])
     return summary

@@ -59,17 +59,6 @@ def stream_seed(*parts: int) -> int:
 
 STREAM_INIT, STREAM_DATA, STREAM_VIEW = 1, 2, 3
 
-# --- [distributed hook] ----------------------------------------------------------------------
-#: The active multi-process runtime (:class:`akd.engine.distributed.Runtime`), installed by
-#: ``akd.engine.distributed.train_distributed`` for the duration of a DDP run; ``None`` (always, in a
-#: single-process run) leaves every code path below exactly as it is without distributed training.
-DIST: Any = None
-
-
-def _writer() -> bool:
-    """[distributed hook] Only rank 0 writes run files (config, metrics, summary, checkpoints, model)."""
-    return DIST is None or DIST.rank == 0
-# --- [end distributed hook] ------------------------------------------------------------------
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,6 +247,48 @@ class StopFlag:
         return False
 
 
+class LocalRuntime:
+    """The single-process runtime: what the training loop asks of the process group when there is none.
+
+    The loop talks to a runtime for everything that differs under DDP: which rows of the batch are this
+    process's (:meth:`shard`), where relations are computed (:meth:`objective`), how running means and stop
+    requests are agreed on (:meth:`accumulator`, :meth:`stop_flag`, :meth:`sync_stop`), how the test set is
+    evaluated, and whether this process writes run files (:attr:`writer`).  Here every answer is the plain
+    single-process one; :class:`akd.engine.distributed.Runtime` answers the same questions for rank r of N.
+    """
+
+    rank, world_size = 0, 1
+
+    @property
+    def writer(self) -> bool:
+        """Only rank 0 writes run files (config, metrics, summary, checkpoints, model)."""
+        return self.rank == 0
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    def shard(self, xs: list[torch.Tensor], yb: torch.Tensor, info: Any = None):
+        return xs, yb, info
+
+    def objective(self, objective: Objective, s_out, t_out, yb: torch.Tensor, batch: int) -> dict[str, torch.Tensor]:
+        return objective(s_out, t_out, yb, batch_size=batch)
+
+    def accumulator(self, names: list[str], device: torch.device) -> Accumulator:
+        return Accumulator(names, device)
+
+    def stop_flag(self) -> StopFlag:
+        return StopFlag()
+
+    def sync_stop(self, stop: StopFlag) -> None:
+        pass
+
+    def evaluate(self, model, x_u8, y, mean, std, **kw) -> dict[str, float]:
+        return evaluate(model, x_u8, y, mean, std, **kw)
+
+
+LOCAL = LocalRuntime()
+
+
 # --------------------------------------------------------------------------------------------
 # the engine
 # --------------------------------------------------------------------------------------------
@@ -383,8 +414,8 @@ class Lane:
     a single run is one lane.  Every lane computes exactly what it would compute alone.
     """
 
-    def __init__(self, ctx: Context, rd: RunDir, log: Callable[[str], None]):
-        self.ctx, self.rd, self.cfg = ctx, rd, ctx.cfg
+    def __init__(self, ctx: Context, rd: RunDir, log: Callable[[str], None], rt: LocalRuntime = LOCAL):
+        self.ctx, self.rd, self.cfg, self.rt = ctx, rd, ctx.cfg, rt
         self.opt, self.sched = make_optimizer(self.cfg, ctx.student, ctx.device)
         self.names = [t.name for t in ctx.objective.terms] + ["total"]
         self.history: list[dict[str, Any]] = []
@@ -409,7 +440,7 @@ class Lane:
             log(f"resuming {rd.path} at epoch {self.start[0] + 1}, step {self.start[1]}")
         # metrics.jsonl = exactly the checkpointed epochs (a kill between a metrics line and its checkpoint
         # must not leave a duplicate line after resuming)
-        if _writer():  # [distributed hook]
+        if rt.writer:
             atomic_write_text(rd.metrics, "".join(json.dumps(h) + "\n" for h in self.history))
         self.fwd = torch.compile(ctx.student) if self.cfg.compile else ctx.student
         self.views = ctx.objective.views
@@ -420,7 +451,7 @@ class Lane:
         return self.ctx.objective
 
     def save(self, epoch: int, step: int) -> None:
-        if not _writer():  # [distributed hook]
+        if not self.rt.writer:
             return
         save_checkpoint(self.rd.checkpoint, {
             "model": self.ctx.student.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
@@ -432,7 +463,7 @@ class Lane:
     def mark(self, status: str, **extra: Any) -> None:
         self.status = status
         self.summary.update(status=status, **extra)
-        if _writer():  # [distributed hook]
+        if self.rt.writer:
             write_json(self.rd.summary, self.summary)
 
 
@@ -466,6 +497,7 @@ def _run_lanes(lanes: list[Lane], *, progress: bool, log: Callable[[str], None],
 
 def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None], stop_after_steps: int | None) -> list[dict[str, Any]]:
     first = lanes[0].ctx
+    rt = lanes[0].rt  # the process group's answers (LOCAL in a single-process run); all lanes share it
     device, ds, cfg0 = first.device, first.data, first.cfg
     teacher = next((ln.ctx.teacher for ln in lanes if ln.ctx.teacher is not None), None)
     seeds0 = cfg0.seeds()
@@ -503,9 +535,8 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
             "eval_set": getattr(ds, "eval_name", "test"), "init_digest": ln.ctx.init_digest, "data_digest": d_digest,
             "lr": c.resolved_lr(), "batch_size": c.batch_size, "shared_lanes": len(lanes),
         }
-        if DIST is not None:  # [distributed hook] world size, per-rank batch, relation scope
-            ln.summary.update(DIST.describe())
-        if _writer():  # [distributed hook]
+        ln.summary.update(rt.describe())  # world size, per-rank batch, relation scope under DDP
+        if rt.writer:
             write_json(ln.rd.summary, ln.summary)
     total_steps = max(c.cfg.epochs for c in lanes) * steps_per_epoch
     label = f"[{lanes[0].rd.path.name}]" if len(lanes) == 1 else f"[{len(lanes)} students]"
@@ -536,14 +567,14 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
             ok.append(ln)
         return ok
 
-    with (StopFlag() if DIST is None else DIST.stop_flag()) as stop:  # [distributed hook] ranks agree on stops
+    with rt.stop_flag() as stop:  # under DDP the ranks agree on when to stop
         for epoch in range(start[0], max(ln.cfg.epochs for ln in lanes)):
             active = running(epoch)
             if not active:
                 continue
             for ln in active:
                 ln.ctx.student.train()
-                ln.accum = Accumulator(ln.names, device) if DIST is None else DIST.accumulator(ln.names, device)  # [distributed hook]
+                ln.accum = rt.accumulator(ln.names, device)
                 if ln.acc_state is not None and ln.start[0] == epoch and ln.start[1] > 0:
                     ln.accum.load(ln.acc_state)
                 ln.images, ln.busy = 0, 0.0
@@ -558,9 +589,9 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                 xs = [normalize(xb, *mean_std)]
                 if k_max:
                     xs += [normalize(v, *mean_std) for v in virtual_views(xb, k_max, now[0].cfg, now[0].cfg.seeds()["view"], epoch, step)]
-                if DIST is not None:  # [distributed hook] every rank drew the same global batch and views: keep this rank's rows
-                    xs, yb, info = DIST.shard(xs, yb, info)
-                    B = yb.shape[0]
+                # under DDP every rank drew the same global batch and views: keep this rank's rows
+                xs, yb, info = rt.shard(xs, yb, info)
+                B = yb.shape[0]
                 inputs: dict[int, torch.Tensor] = {}
                 t_outs: dict[int, dict[str, torch.Tensor]] = {}
                 cached = t_cache.lookup(info.index, info.crop) if t_cache is not None else None
@@ -583,15 +614,13 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                         t_out = {n: t_outs[k][n] for n in ln.objective.teacher_sources()}
                     with autocast(device, ln.cfg.amp):
                         s_out = ln.fwd(x)
-                        if DIST is None:
-                            losses = ln.objective(s_out, t_out, yb, batch_size=B)
-                        else:  # [distributed hook] relations over the local or (--global-relations) the global batch
-                            losses = DIST.objective(ln.objective, s_out, t_out, yb, B)
+                        # relations over this process's batch (under DDP: or the global one, --global-relations)
+                        losses = rt.objective(ln.objective, s_out, t_out, yb, B)
                     ln.opt.zero_grad(set_to_none=True)
                     losses["total"].backward()
                     ln.opt.step()
                     ln.accum.add(losses, s_out["logits"][:B], yb, epoch * steps_per_epoch + step)
-                    ln.images += x.shape[0] * (1 if DIST is None else DIST.world_size)  # [distributed hook] global images
+                    ln.images += x.shape[0] * rt.world_size  # images of the global batch
                     if (step + 1) % check_every == 0:
                         try:
                             ln.accum.check_finite()
@@ -609,8 +638,7 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                                f"epoch {epoch + 1}/{ln.cfg.epochs} step {done}/{steps_per_epoch} {terms} acc={m['acc']:.1f}%{more}")
                 if stop_after_steps is not None and steps_this_call >= stop_after_steps:
                     stop.requested = "stop_after_steps"
-                if DIST is not None:  # [distributed hook] a stop requested on any rank stops all ranks at this step
-                    DIST.sync_stop(stop)
+                rt.sync_stop(stop)  # under DDP a stop requested on any rank stops all ranks at this step
                 if stop.requested and done < steps_per_epoch:
                     wall = time.perf_counter() - t_epoch
                     for ln in healthy(active):
@@ -622,8 +650,7 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                     raise RunInterrupted(f"{stop.requested}: stopped at epoch {epoch + 1} step {done} with a checkpoint; "
                                          f"resume with --resume --out {where}")
             wall = time.perf_counter() - t_epoch
-            if DIST is not None:  # [distributed hook]
-                DIST.sync_stop(stop)
+            rt.sync_stop(stop)
             for ln in healthy(active):
                 lr_used = ln.opt.param_groups[0]["lr"]
                 ln.sched.step()
@@ -631,9 +658,9 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                 shared = max(0.0, wall - sum(o.busy for o in active))
                 train_time = wall if len(active) == 1 else ln.busy + shared / len(active)
                 ln.elapsed += train_time
-                # [distributed hook] DIST.evaluate: rank 0's BN buffers to all ranks, each rank evaluates a shard
-                ev = (evaluate if DIST is None else DIST.evaluate)(ln.ctx.student, test_x, test_y, ds.mean, ds.std, batch_size=ln.cfg.eval_batch_size,
-                              device=device, amp=ln.cfg.amp, channels_last=cl)
+                # under DDP: rank 0's BN buffers to all ranks, each rank evaluates a shard
+                ev = rt.evaluate(ln.ctx.student, test_x, test_y, ds.mean, ds.std, batch_size=ln.cfg.eval_batch_size,
+                                 device=device, amp=ln.cfg.amp, channels_last=cl)
                 m = ln.accum.means()
                 rec = {"epoch": epoch + 1, "lr": lr_used, "train": {n: m[n] for n in ln.names},
                        "train_acc": m["acc"], "test_top1": ev["top1"], "test_top5": ev["top5"], "test_loss": ev["loss"],
@@ -641,7 +668,7 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                 ln.history.append(rec)
                 if ev["top1"] > ln.best["acc"]:
                     ln.best = {"acc": ev["top1"], "epoch": epoch + 1}
-                if _writer():  # [distributed hook]
+                if rt.writer:
                     with open(ln.rd.metrics, "a") as f:
                         f.write(json.dumps(rec) + "\n")
                 if (epoch + 1) % ln.cfg.checkpoint_every == 0 or epoch + 1 == ln.cfg.epochs or stop.requested:
@@ -667,7 +694,7 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
 def _finish(ln: Lane, ds: Any) -> None:
     h = ln.history
     last = h[-1]
-    if _writer():  # [distributed hook]
+    if ln.rt.writer:
         save_model(ln.rd.model, ln.ctx.student, ln.cfg.student, ds, last["test_top1"])
     ln.summary.update(
         last_acc=last["test_top1"], last_top5=last["test_top5"], best_acc=ln.best["acc"], best_epoch=ln.best["epoch"],
