@@ -6,7 +6,8 @@
   crop/flip view of every training image, at the engine's batch size ``eval_batch_size``);
 * break-even = build time / (online epoch - cached epoch), in student-epochs (the cache is reused by
   every student, seed and cacheable method of the process);
-* max |cached - online| teacher logits over the first batches of an epoch (exactness check).
+* max |cached - online| teacher logits over the first batches of an epoch (exactness check);
+* the file store: build + write, and the load that replaces the build in a later process.
 
 Default: resnet20 teacher -> resnet8 student on synthetic 32x32x3 images (crop padding 4 + flips:
 162 views per image, as CIFAR and Fashion-MNIST).
@@ -74,6 +75,21 @@ def main() -> None:
     print(f"cache build: {views} views x {args.n} images = {views * args.n} teacher image-forwards, "
           f"{common.median(build_s):.1f} s, {cache.nbytes() / 2**20:.1f} MiB")
 
+    # ---------------- the file store: a later process loads the tables instead of building them
+    def build_stored(store):
+        return lambda: teacher_cache.TeacherViewCache.build(
+            teacher, ds.train_x, pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std, sources={"logits"}, device=device,
+            amp="auto", batch_size=args.build_batch, channels_last=cl, store=store)
+
+    with tempfile.TemporaryDirectory(prefix="akd-bench-tviews-") as sd:
+        teacher_cache.clear()
+        build_store_s, _ = common.timed(build_stored(sd), device)
+        teacher_cache.clear()  # as in a new process
+        load_s, loaded = common.timed(build_stored(sd), device)
+        assert all(torch.equal(loaded.tables[k].cpu(), cache.tables[k].cpu()) for k in cache.tables)
+        file_mib = sum(f.stat().st_size for f in Path(sd).glob("*.pt")) / 2**20
+    print(f"file store: build + write {build_store_s:.1f} s, load in a later process {load_s:.2f} s ({file_mib:.1f} MiB file)")
+
     # ---------------- exactness: cached vs online logits of the engine's batches
     loader = DeviceLoader(ds.train_x, ds.train_y, args.batch, device=device, shuffle=True, drop_last=True, augment=True,
                           pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std, seed=stream_seed(args.seed, STREAM_DATA))
@@ -127,12 +143,15 @@ def main() -> None:
          "build s", "build / online epoch", "break-even student-epochs", "max abs logit diff"],
         [[f"{args.teacher} -> {args.student}", views, args.n, on, ca, f"{common.paired_ratio(t['cached'], t['online']):.3f}",
           b, f"{b / on:.1f}", f"{breakeven:.0f}" if breakeven != float("inf") else "never", f"{max_diff:.2g}"]]))
+    print(f"\nfile store: build + write {build_store_s:.1f} s; a later process loads it in {load_s:.2f} s ({file_mib:.1f} MiB), "
+          f"{b / max(load_s, 1e-9):.0f}x faster than building")
     print(f"\nper step: online {1e3 * on / steps:.1f} ms, cached {1e3 * ca / steps:.1f} ms; cache "
           f"{cache.nbytes() / args.n / 1024:.1f} KiB per image ({views} views x {args.classes} logits x "
           f"{cache.tables['logits'].element_size()} B)")
     common.write_json(args.json, {"benchmark": "teacher_cache", "machine": common.machine_info(device), "command": common.command_line(),
                                   "times_s_per_epoch": t, "build_s": build_s, "views": views, "max_abs_diff": max_diff,
-                                  "break_even_student_epochs": breakeven, "cache_bytes": cache.nbytes()})
+                                  "break_even_student_epochs": breakeven, "cache_bytes": cache.nbytes(),
+                                  "build_and_store_s": build_store_s, "load_s": load_s, "file_mib": file_mib})
 
 
 if __name__ == "__main__":

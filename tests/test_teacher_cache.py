@@ -47,3 +47,69 @@ def test_kd_run_with_cache_matches_online_run(tmp_path):
     assert diff <= 1e-4, diff
     assert abs(a["last_acc"] - b["last_acc"]) <= 3.2  # at most one test image of 32 may flip
     clear()
+
+
+class _Counting(torch.nn.Module):
+    """The teacher, counting its forward calls (a cache hit runs none)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+def _build(teacher, ds, store, log=None):
+    return TeacherViewCache.build(teacher, ds.train_x, pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std,
+                                  sources={"logits", "pooled"}, device=torch.device("cpu"), batch_size=48,
+                                  store=store, log=log)
+
+
+def test_stored_tables_are_reused_by_a_later_process_and_bad_files_are_rebuilt(tmp_path):
+    ds = load_dataset(SYN)
+    torch.manual_seed(0)
+    teacher = _Counting(create_model("cnn_small", 4, 1).eval())
+    store = tmp_path / "views"
+    msgs = []
+    first = _build(teacher, ds, store, msgs.append)
+    files = list(store.glob("*.pt"))
+    assert len(files) == 1 and teacher.calls == first.num_views * 2  # 96 images at batch 48
+    assert any("stored" in m for m in msgs)
+    clear()  # a new process: nothing in memory
+    teacher.calls = 0
+    second = _build(teacher, ds, store, msgs.append)
+    assert teacher.calls == 0 and any("reusing" in m for m in msgs)
+    for k in first.tables:
+        assert torch.equal(first.tables[k], second.tables[k])
+    # other weights: another key, another file
+    clear()
+    other = _Counting(create_model("cnn_small", 4, 1).eval())
+    _build(other, ds, store)
+    assert other.calls > 0 and len(list(store.glob("*.pt"))) == 2
+    # a truncated file is rebuilt (and replaced), with a message
+    clear()
+    files[0].write_bytes(files[0].read_bytes()[:100])
+    msgs.clear()
+    teacher.calls = 0
+    third = _build(teacher, ds, store, msgs.append)
+    assert teacher.calls > 0 and any("ignoring" in m and "rebuilding" in m for m in msgs)
+    assert all(torch.equal(first.tables[k], third.tables[k]) for k in first.tables)
+    clear()
+    teacher.calls = 0
+    _build(teacher, ds, store)
+    assert teacher.calls == 0  # the rebuilt file is whole again
+    clear()
+
+
+def test_a_store_that_cannot_be_written_costs_only_the_reuse(tmp_path):
+    ds = load_dataset(SYN)
+    torch.manual_seed(0)
+    teacher = create_model("cnn_small", 4, 1).eval()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    msgs = []
+    cache = _build(teacher, ds, blocker / "views", msgs.append)
+    assert cache.num_views == (2 * ds.pad + 1) ** 2 * 2 and any("could not store" in m for m in msgs)
+    clear()

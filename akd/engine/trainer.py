@@ -515,11 +515,14 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
     cache_lanes = [ln for ln in lanes if ln.cfg.teacher_cache and teacher is not None and teacher_cache.eligible(ln.objective)]
     t_cache = None
     if cache_lanes:
+        from .teacher import cache_root
+
         srcs = set().union(*(ln.objective.teacher_sources() for ln in cache_lanes))
         t0 = time.perf_counter()
         t_cache = teacher_cache.TeacherViewCache.build(
             teacher, ds.train_x, pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std, sources=srcs, device=device,
-            amp=cfg0.amp, batch_size=cfg0.eval_batch_size, channels_last=cl, log=None)
+            amp=cfg0.amp, batch_size=cfg0.eval_batch_size, channels_last=cl,
+            store=cache_root(cfg0.cache_dir) / "teacher-views", save=rt.writer, log=log)
         log(f"teacher cache: {t_cache.num_views} views x {ds.train_x.shape[0]} images, {t_cache.nbytes() / 2**20:.0f} MiB "
             f"({time.perf_counter() - t0:.1f} s)")
     for ln in lanes:
