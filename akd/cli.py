@@ -6,6 +6,7 @@ with code 2 (130 for an interrupted run); ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -28,7 +29,19 @@ def _fail(e: BaseException, message: str | None = None, code: int | None = None)
         traceback.print_exc()
     text = " ".join(str(message if message is not None else e).split("\n")).strip() or type(e).__name__
     click.echo(f"error: {text}", err=True)
-    sys.exit(code if code is not None else getattr(e, "exit_code", 2))
+    _exit(code if code is not None else getattr(e, "exit_code", 2))
+
+
+def _exit(code: int) -> None:
+    """sys.exit, except in a torchrun rank whose process group is still up after a failure: tearing gloo/NCCL
+    down at interpreter exit while another rank still talks to it can abort the process (SIGABRT), which would
+    replace the exit code and bury the message; the rank leaves at once instead (its files are already written)."""
+    d = sys.modules.get("torch.distributed")
+    if d is not None and d.is_available() and d.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _usage_line(e: click.UsageError) -> str:
@@ -63,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(e)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        _exit(130)
     except OSError as e:  # disk full, permissions, ... outside the places that already explain them
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         _fail(e, f"{e.strerror or e}{where}", 2)
