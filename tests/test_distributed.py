@@ -251,3 +251,20 @@ def test_two_process_checkpoint_resumes_with_one_process(tmp_path):
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2]
     assert all(math.isfinite(v) for m in lines for v in m["train"].values())
+
+
+def test_a_failing_rank_with_a_live_process_group_exits_with_its_code_and_one_line(tmp_path):
+    """Under torchrun a rank that fails keeps its process group (tearing it down under the other ranks can abort);
+    the CLI then leaves with os._exit, so the exit code and the one-line message are what the user sees."""
+    code = textwrap.dedent(f"""
+        import torch.distributed as dist
+        dist.init_process_group("gloo", init_method="file://{tmp_path / 'init'}", rank=0, world_size=1)
+        from akd.cli import main
+        main(["run", "--affinity", "virtual-relaton", "--norm", "zs", "--loss", "mse", "--out", "{tmp_path / 'r'}"])
+        print("not reached")
+    """)
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                       text=True, timeout=120, check=False)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert p.stderr.strip().splitlines()[-1].startswith("error: unknown affinity 'virtual-relaton'")
+    assert "not reached" not in p.stdout and not (tmp_path / "r").exists()
