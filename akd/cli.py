@@ -351,11 +351,15 @@ def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt,
     from .engine.teacher import teacher_config, teacher_dir
 
     if list_:
+        from .engine import teacher_cache as tc
+        from .engine.teacher import cache_root
+
         rows = list_teachers()
-        if not rows:
-            click.echo("teacher cache is empty")
-            return
-        click.echo(_table(rows, ["model", "dataset", "epochs", "seed", "status", "acc", "path"]))
+        click.echo(_table(rows, ["model", "dataset", "epochs", "seed", "status", "acc", "path"]) if rows else "teacher cache is empty")
+        views = cache_root() / "teacher-views"
+        n, size = tc.stored(views)
+        if n:
+            click.echo(f"teacher-view tables (--teacher-cache): {n} file(s), {size / 2**20:,.1f} MiB in {views} (delete to free space)")
         return
     name = model or teacher or student
     if not name:

@@ -300,3 +300,22 @@ def test_teacher_trains_into_the_cache_and_list_shows_it(tmp_path):
     # a run with --teacher cnn_small and the same recipe reuses it
     _, err = ok("run", "--method", "kd", "--teacher", "cnn_small", *COMMON, "--epochs", "1", "--out", str(tmp_path / "kd"))
     assert f"reusing cached teacher {run_dir}" in err
+    # --teacher-cache stores the per-view tables; --list shows them and a later process loads them
+    from akd.engine import teacher_cache
+
+    teacher_cache.clear()
+    _, err = ok("run", "--method", "kd", "--teacher", "cnn_small", *COMMON, "--epochs", "1", "--teacher-cache",
+                "--out", str(tmp_path / "kd-cached"))
+    assert "teacher cache: stored" in err
+    out, _ = ok("teacher", "--list")
+    assert "teacher-view tables (--teacher-cache): 1 file(s)" in out.strip().splitlines()[-1]
+    _, err = ok("run", "--method", "rkd", "--teacher", "cnn_small", *COMMON, "--epochs", "1", "--teacher-cache",
+                "--out", str(tmp_path / "rkd-cached"))
+    assert "teacher cache: stored" in err  # rkd reads the teacher's pooled features too: other tables
+    teacher_cache.clear()  # as in a new process
+    _, err = ok("run", "--method", "kd", "--teacher", "cnn_small", *COMMON, "--epochs", "1", "--seed", "1", "--teacher-cache",
+                "--out", str(tmp_path / "kd-cached-2"))
+    assert "teacher cache: reusing" in err
+    out, _ = ok("teacher", "--list")
+    assert "teacher-view tables (--teacher-cache): 2 file(s)" in out.strip().splitlines()[-1]
+    teacher_cache.clear()

@@ -164,3 +164,9 @@ class TeacherViewCache:
 
 def clear() -> None:
     _MEMORY.clear()
+
+
+def stored(store: str | Path) -> tuple[int, int]:
+    """(number of files, bytes) of the stored tables in ``store``."""
+    files = sorted(Path(store).glob("*.pt")) if Path(store).is_dir() else []
+    return len(files), sum(f.stat().st_size for f in files)
