@@ -482,9 +482,10 @@ def _print_table(df, out: Path) -> None:
               help="local: this machine (--jobs processes); ray: every group of cells is a Ray task (one GPU each "
                    "when the cluster has GPUs). Needs pip install akd[ray].")
 @click.option("--address", help="Ray cluster to join (--backend ray), e.g. auto or ray://head:10001; default: a local Ray.")
+@click.option("--force", is_flag=True, help="Redo the runs in --out that were trained with another config (without it: an error).")
 def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redundant, unreliable, extra_axes, seeds, ce_weight,
          config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
-         device, compile_, teacher_cache, quiet, out, jobs, share_teacher, backend, address):
+         device, compile_, teacher_cache, quiet, out, jobs, share_teacher, backend, address, force):
     """Ablation grid: cartesian product of axes over a base config, several seeds, resumable.
 
     \b
@@ -541,7 +542,7 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
     if address and backend != "ray":
         raise ConfigError("--address is the Ray cluster of --backend ray; add --backend ray or drop --address")
     df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True), share_teacher=share_teacher,
-                  backend=backend, address=address)
+                  backend=backend, address=address, force=force)
     _print_table(df, Path(out))
 
 
@@ -560,8 +561,9 @@ def _auto(x: str):
 @run_options
 @click.option("--out", type=click.Path(file_okay=False), default="runs/compare", show_default=True, help="Comparison directory (re-run to resume).")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Runs in parallel (processes).")
+@click.option("--force", is_flag=True, help="Redo the runs in --out that were trained with another config (without it: an error).")
 def compare(methods, seeds, config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size,
-            lr, seed, device, compile_, teacher_cache, quiet, out, jobs):
+            lr, seed, device, compile_, teacher_cache, quiet, out, jobs, force):
     """Compare methods on equal footing: one teacher checkpoint, and per seed the same student init and data order.
 
     \b
@@ -581,7 +583,7 @@ def compare(methods, seeds, config_path, dataset, data_dir, dev, student, teache
     for m in ms:
         METHODS.get(m)
     g = Grid(base, {"method": ms}, _seeds(seeds))
-    df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True), force=force)
     _print_table(df, Path(out))
 
 
@@ -621,7 +623,8 @@ DEMO = {  # = experiments/fmnist_evidence.toml, seed 0 (benchmarks/results); ~5 
 @click.option("--data-dir", help="Folder with the Fashion-MNIST files.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
 @click.option("--quiet", is_flag=True)
-def demo(dataset, teacher, student, epochs, teacher_epochs, methods, seed, device, data_dir, out, quiet):
+@click.option("--force", is_flag=True, help="Redo the runs in --out that were trained with another config (without it: an error).")
+def demo(dataset, teacher, student, epochs, teacher_epochs, methods, seed, device, data_dir, out, quiet, force):
     """The main job: train (or reuse) a small teacher on Fashion-MNIST, distil a student with VRM,
     and compare it with the plain student (and Hinton KD) on equal footing."""
     from .engine import RunConfig
@@ -631,7 +634,7 @@ def demo(dataset, teacher, student, epochs, teacher_epochs, methods, seed, devic
                      batch_size=DEMO["batch_size"], device=device, data_dir=data_dir, log_every=100).validate()
     t0 = time.perf_counter()
     g = Grid(base, {"method": split_list(methods)}, [seed])
-    df = run_grid(g, Path(out), progress=not quiet, log=lambda m: click.echo(m, err=True))
+    df = run_grid(g, Path(out), progress=not quiet, log=lambda m: click.echo(m, err=True), force=force)
     _print_table(df, Path(out))
     fin = df[df["status"] == "finished"].set_index("method")
     if "vrm" in fin.index and "ce" in fin.index:

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from .engine.checkpoint import atomic_write_text
-from .engine.config import FIELDS, RunConfig, config_from_dict
+from .engine.config import FIELDS, NOT_RESULT_FIELDS, RunConfig, config_from_dict
 from .errors import AkdError, ConfigError, closest
 
 TERM_AXES = ("affinity", "norm", "loss", "source", "weight", "pre", "redundant", "unreliable", "quantile")
@@ -237,8 +237,10 @@ def grid_from_file(path: str | Path, base: RunConfig | None = None) -> Grid:
 # ------------------------------------------------------------------------------------------
 # running
 # ------------------------------------------------------------------------------------------
-def _run_cell(cfg_dict: dict[str, Any], out: str, device: str | None, threads: int | None, quiet: bool) -> dict[str, Any]:
-    """Worker entry (also used in-process): train one (cell, seed); errors become a failed row."""
+def _run_cell(cfg_dict: dict[str, Any], out: str, device: str | None, threads: int | None, quiet: bool,
+              redo: bool = False) -> dict[str, Any]:
+    """Worker entry (also used in-process): train one (cell, seed); errors become a failed row.  ``redo``: the
+    folder holds a run of another config that ``--force`` replaces (after the new config is validated)."""
     import torch
 
     from .engine import train
@@ -250,7 +252,7 @@ def _run_cell(cfg_dict: dict[str, Any], out: str, device: str | None, threads: i
     if device:
         cfg.device = device
     try:
-        return train(cfg, out, resume=True, progress=not quiet)
+        return train(cfg, out, force=redo, progress=not quiet)  # the grid's config; an unchanged run resumes or is read back
     except RunInterrupted:
         raise
     except AkdError as e:
@@ -258,7 +260,7 @@ def _run_cell(cfg_dict: dict[str, Any], out: str, device: str | None, threads: i
 
 
 def _run_group(cfg_dicts: list[dict[str, Any]], outs: list[str], device: str | None, threads: int | None,
-               quiet: bool) -> list[dict[str, Any]]:
+               quiet: bool, redo: list[bool] | None = None) -> list[dict[str, Any]]:
     """Worker entry: train runs that share data and teacher in one process (``train_shared``); one run
     is simply :func:`_run_cell`.  Errors become failed rows."""
     import torch
@@ -266,7 +268,7 @@ def _run_group(cfg_dicts: list[dict[str, Any]], outs: list[str], device: str | N
     from .engine.trainer import RunInterrupted, train_shared
 
     if len(cfg_dicts) == 1:
-        return [_run_cell(cfg_dicts[0], outs[0], device, threads, quiet)]
+        return [_run_cell(cfg_dicts[0], outs[0], device, threads, quiet, bool(redo and redo[0]))]
     if threads:
         torch.set_num_threads(threads)
     cfgs = [config_from_dict(c) for c in cfg_dicts]
@@ -274,7 +276,7 @@ def _run_group(cfg_dicts: list[dict[str, Any]], outs: list[str], device: str | N
         for c in cfgs:
             c.device = device
     try:
-        return train_shared(cfgs, outs, progress=not quiet)
+        return train_shared(cfgs, outs, progress=not quiet, force=redo)
     except RunInterrupted:
         raise
     except AkdError as e:
@@ -363,8 +365,12 @@ def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[st
 def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = True,
              log: Callable[[str], None] = print, devices: list[str] | None = None,
              share_teacher: bool = False, max_shared: int = 16, backend: str = "local",
-             address: str | None = None) -> pd.DataFrame:
+             address: str | None = None, force: bool = False) -> pd.DataFrame:
     """Run (or resume) every cell × seed; write results.csv/md/png; return the results frame.
+
+    A run folder of ``out`` that holds a run of another config (the grid, its base or a cell changed since
+    it was trained) is never reported as this grid's: that is a ConfigError naming the differences, before
+    anything is trained, unless ``force``, which redoes those runs.
 
     ``share_teacher``: runs that see the same batches (same seed, data, batch size, teacher) train together
     in one process, up to ``max_shared`` students at a time, with one teacher forward per batch; each
@@ -390,15 +396,37 @@ def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = Tru
 
         runner = RayRunner(address, device=grid.base.device, log=log)
     try:
-        return _run_grid(grid, out, cells, jobs=jobs, progress=progress, log=log, devices=devices,
+        return _run_grid(grid, out, cells, jobs=jobs, progress=progress, log=log, devices=devices, force=force,
                          share_teacher=share_teacher, max_shared=max_shared, runner=runner)
     finally:
         if runner is not None:
             runner.close()
 
 
+def _config_diff(stored: dict[str, Any], cfg: RunConfig, exclude=("fingerprint",)) -> str:
+    """``key: old -> new`` for the result-defining fields in which a stored run's config differs from ``cfg``."""
+    now = cfg.to_dict()
+    skip = set(NOT_RESULT_FIELDS) | set(exclude)
+    keys = [k for k in now if k not in skip and stored.get(k, now[k]) != now[k]]
+    keys += [k for k in stored if k not in now and k not in skip]
+    return ", ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in keys[:4]) + (" ..." if len(keys) > 4 else "")
+
+
+def _stale_runs(tasks: list[tuple]) -> list[tuple[str, int, Path, str]]:
+    """The (cell, seed) folders that hold a started run of another config than the grid now asks for."""
+    from .engine.trainer import RunDir
+
+    stale = []
+    for c, s, cfg, d in tasks:
+        rd = RunDir(d)
+        stored = rd.read_config()
+        if stored is not None and (rd.summary.exists() or rd.checkpoint.exists()) and stored.get("fingerprint") != cfg.fingerprint():
+            stale.append((c.name, s, d, _config_diff(stored.get("config") or {}, cfg)))
+    return stale
+
+
 def _run_grid(grid: Grid, out: Path, cells: list[Cell], *, jobs: int, progress: bool, log: Callable[[str], None],
-              devices: list[str] | None, share_teacher: bool, max_shared: int, runner: Any) -> pd.DataFrame:
+              devices: list[str] | None, share_teacher: bool, max_shared: int, runner: Any, force: bool = False) -> pd.DataFrame:
     import torch
 
     try:
@@ -409,6 +437,22 @@ def _run_grid(grid: Grid, out: Path, cells: list[Cell], *, jobs: int, progress: 
     for c in skipped:
         log(f"skip {c.name}: {c.skipped}")
     resolve_shared_teacher(grid.base, cells, log, progress, train_teacher=runner.teacher if runner is not None else None)
+    # the cells' final configs (teacher resolved to its checkpoint): a folder holding another config is caught here
+    tasks = []
+    for c in cells:
+        if c.config is None:
+            continue
+        for s in grid.seeds:
+            cfg = dataclasses.replace(c.config, seed=s)
+            tasks.append((c, s, cfg, out / "cells" / c.slug / f"seed{s}"))
+    stale = _stale_runs(tasks)
+    if stale and not force:
+        name, seed, d, diff = stale[0]
+        raise ConfigError(f"--out {out} holds {len(stale)} run(s) of another config than this grid (e.g. {name} seed {seed}: "
+                          f"{diff or 'other settings'}); use --force to redo them, or another --out")
+    redo = {str(d) for _, _, d, _ in stale}  # --force: replaced when their new run starts (after validation)
+    for name, seed, _, diff in stale:
+        log(f"--force: redoing {name} seed {seed} ({diff or 'other settings'})")
     spec = {"axes": grid.axes, "seeds": grid.seeds, "base": grid.base.to_dict(), "ce_weight": grid.ce_weight,
             "base_term": grid.base_term, "variants": grid.variants, "title": grid.title}
     old = out / "grid.json"
@@ -419,17 +463,10 @@ def _run_grid(grid: Grid, out: Path, cells: list[Cell], *, jobs: int, progress: 
             prev = None
         keys = ("axes", "base", "ce_weight", "base_term", "variants")
         if prev and {k: prev.get(k) for k in keys} != json.loads(json.dumps({k: spec[k] for k in keys}, default=str)):
-            log(f"note: {out} held a different grid; its finished cells are kept where configs match")
+            log(f"note: {out} held another grid; runs whose config is unchanged are kept")
     # not write_json: its sorted keys would reorder the axes (and cell values), and cell names and
     # folders depend on that order (akd report rebuilds them from this file)
     atomic_write_text(old, json.dumps(spec, indent=2, default=str) + "\n")
-    tasks = []
-    for c in cells:
-        if c.config is None:
-            continue
-        for s in grid.seeds:
-            cfg = dataclasses.replace(c.config, seed=s)
-            tasks.append((c, s, cfg, out / "cells" / c.slug / f"seed{s}"))
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     t0 = time.perf_counter()
     if devices is None:
@@ -458,7 +495,7 @@ def _run_grid(grid: Grid, out: Path, cells: list[Cell], *, jobs: int, progress: 
         groups = [[t] for t in tasks]
 
     def submit_args(g: list[tuple], dev, thr, quiet):
-        return [t[2].to_dict() for t in g], [str(t[3]) for t in g], dev, thr, quiet
+        return [t[2].to_dict() for t in g], [str(t[3]) for t in g], dev, thr, quiet, [str(t[3]) in redo for t in g]
 
     try:
         if runner is not None:  # Ray: every group is a task; results arrive as tasks finish

@@ -511,6 +511,34 @@ def test_output_dir_holding_a_different_run_is_refused_unless_resume_or_force(tm
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("command", [["compare", "--methods", "ce,pkt", "--seeds", "0"],
+                                     ["grid", "--method", "ce,pkt", "--seeds", "0", "--share-teacher"]])
+def test_grid_folder_with_runs_of_another_config_is_refused_unless_force(tmp_path, teacher_ckpt, command):
+    """Re-running a grid or compare into its folder resumes it; after the config changed, the old runs are never
+    reported as the new grid's: an error naming the difference, or with --force only those runs are redone."""
+    d = tmp_path / "cmp"
+    base = [*command, *COMMON, "--teacher-ckpt", str(teacher_ckpt), "--out", str(d)]
+    code, _, err = akd(*base, "--epochs", "1")
+    assert code == 0, err
+    runs = sorted(p.parent for p in d.glob("cells/*/seed0/summary.json"))
+    assert len(runs) == 2
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    code, _, err = akd(*base, "--epochs", "2")
+    one_line_error(code, err, str(d), "2 run(s) of another config", "epochs: 1 -> 2", "--force")
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before  # nothing touched, results.csv included
+    code, _, err = akd(*base, "--epochs", "2", "--force")
+    assert code == 0, err
+    assert "--force: redoing" in err
+    df = pd.read_csv(d / "results.csv")
+    assert list(df["status"]) == ["finished", "finished"] and all(summary(r)["epochs"] == 2 for r in runs)
+    assert all(n_lines(r / "metrics.jsonl") == 2 for r in runs)
+    # the same config again: nothing is redone, --force or not
+    stamps = {r: mtime(r / "summary.json") for r in runs}
+    code, _, err = akd(*base, "--epochs", "2", "--force")
+    assert code == 0 and "redoing" not in err, err
+    assert {r: mtime(r / "summary.json") for r in runs} == stamps
+
+
 def test_resume_without_a_run_is_an_error(tmp_path):
     code, _, err = akd("run", "--resume", "--out", str(tmp_path / "nothing"), "--quiet")
     one_line_error(code, err, "--resume", "holds no akd run")

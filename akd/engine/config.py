@@ -27,6 +27,10 @@ except ModuleNotFoundError:  # pragma: no cover
 MILESTONE_FRACTIONS = (150 / 240, 180 / 240, 210 / 240)
 
 
+#: fields that say where or how fast a run goes, not what it computes (left out of the fingerprint)
+NOT_RESULT_FIELDS = ("device", "log_every", "cache_dir", "data_dir", "compile", "eval_batch_size", "teacher_cache")
+
+
 @dataclass
 class RunConfig:
     # what
@@ -124,8 +128,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def fingerprint(self, exclude: tuple[str, ...] = ("device", "log_every", "cache_dir", "data_dir", "compile", "eval_batch_size",
-                                                      "teacher_cache")) -> str:
+    def fingerprint(self, exclude: tuple[str, ...] = NOT_RESULT_FIELDS) -> str:
         """Hash of everything that defines the run's result (not where/how fast it runs)."""
         d = {k: v for k, v in self.to_dict().items() if k not in exclude}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -708,12 +708,13 @@ def _finish(ln: Lane, ds: Any) -> None:
 
 
 def train_shared(cfgs: list[RunConfig], outs: list[str | Path], *, progress: bool = True, log: Callable[[str], None] | None = None,
-                 stop_after_steps: int | None = None) -> list[dict[str, Any]]:
+                 stop_after_steps: int | None = None, force: list[bool] | None = None) -> list[dict[str, Any]]:
     """Train several students in one process on the same batches, with one teacher forward per batch
     (per virtual-view count).  Every student's result equals its separate run with the same seeds.
 
-    All configs must share dataset, dev split, batch size, data seed, device and teacher; finished runs are
-    read back, unfinished ones resume from their checkpoints.
+    All configs must share dataset, dev split, batch size, data seed, device and teacher; finished runs of the
+    same config are read back, unfinished ones resume from their checkpoints; a folder holding a run of another
+    config is a ConfigError, unless its ``force`` flag is set: then that run starts over.
     """
     log = log or (lambda m: None)
     if not cfgs:
@@ -725,15 +726,16 @@ def train_shared(cfgs: list[RunConfig], outs: list[str | Path], *, progress: boo
     results: dict[int, dict[str, Any]] = {}
     lanes: list[Lane] = []
     data, teacher, info = None, None, None
+    force = force or [False] * len(cfgs)
     for i, (c, out) in enumerate(zip(cfgs, outs)):
         rd = RunDir(out)
-        c = rd.resolve(c, resume=True, force=False)
+        rd.resolve(c, resume=False, force=force[i])  # a folder holding a run of another config is an error
         prev = rd.read_summary()
-        if prev and prev.get("status") == "finished":
+        if prev and prev.get("status") == "finished" and (rd.read_config() or {}).get("fingerprint") == c.fingerprint():
             results[i] = prev
             continue
         ctx = build_context(c, log=log, teacher_module=teacher, data=data, progress=progress)
-        rd.commit(c, force=False)
+        rd.commit(c, force=force[i])
         if ctx.teacher is not None and teacher is None:
             teacher, info = ctx.teacher, ctx.teacher_info
         elif ctx.teacher is not None:
