@@ -7,6 +7,7 @@ setup:
 run: setup
 	.venv/bin/akd demo
 
-# Set up, then run the whole test suite.
-test: setup
+# Set up (with the ray extra, so the Ray backend is tested for real), then run the whole test suite.
+test:
+	AKD_EXTRAS=test,ray bash scripts/setup.sh
 	.venv/bin/python -m pytest -q -p no:cacheprovider tests

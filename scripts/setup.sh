@@ -4,7 +4,8 @@
 #    the venv sees system site-packages);
 #  * otherwise installs torch==2.13.0 (the local CPU build on machines without a GPU,
 #    never the multi-GB CUDA build), or the default build where nvidia-smi sees a GPU;
-#  * installs akd in editable mode with its test extra;
+#  * installs akd in editable mode with the extras in $AKD_EXTRAS (default: test; `make test` adds ray,
+#    so the Ray backend's tests run against a real local Ray instead of being skipped);
 #  * makes Fashion-MNIST available (Debian's dataset-fashion-mnist when apt is usable,
 #    otherwise akd downloads it with checksum verification on first use).
 set -euo pipefail
@@ -21,7 +22,7 @@ if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
     "$VPY" -m pip install -q "torch==2.13.0"
   fi
 fi
-"$VPY" -m pip install -q -e ".[test]"
+"$VPY" -m pip install -q -e ".[${AKD_EXTRAS:-test}]"
 FM=/usr/share/datasets/fashion-mnist
 if [ ! -f "$FM/train-images-idx3-ubyte.gz" ] && [ -z "${AKD_DATA_DIR:-}" ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
