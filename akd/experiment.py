@@ -414,14 +414,21 @@ def _config_diff(stored: dict[str, Any], cfg: RunConfig, exclude=("fingerprint",
 
 def _stale_runs(tasks: list[tuple]) -> list[tuple[str, int, Path, str]]:
     """The (cell, seed) folders that hold a started run of another config than the grid now asks for."""
+    from .engine.teacher import teacher_file_digest
     from .engine.trainer import RunDir
 
     stale = []
     for c, s, cfg, d in tasks:
         rd = RunDir(d)
         stored = rd.read_config()
-        if stored is not None and (rd.summary.exists() or rd.checkpoint.exists()) and stored.get("fingerprint") != cfg.fingerprint():
+        if stored is None or not (rd.summary.exists() or rd.checkpoint.exists()):
+            continue
+        if stored.get("fingerprint") != cfg.fingerprint():
             stale.append((c.name, s, d, _config_diff(stored.get("config") or {}, cfg)))
+            continue
+        was, now = (rd.read_summary() or {}).get("teacher_digest"), teacher_file_digest(cfg)
+        if was and now and was != now:
+            stale.append((c.name, s, d, f"teacher weights {was} -> {now}"))
     return stale
 
 

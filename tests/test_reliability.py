@@ -539,6 +539,48 @@ def test_grid_folder_with_runs_of_another_config_is_refused_unless_force(tmp_pat
     assert {r: mtime(r / "summary.json") for r in runs} == stamps
 
 
+def test_runs_are_not_reused_or_continued_with_other_teacher_weights(tmp_path, teacher_ckpt):
+    """Equal footing: a finished (or killed) run is read back (or continued) only with the teacher weights it was
+    distilled from; a teacher checkpoint replaced at the same path is caught by its weights digest."""
+    import shutil
+
+    t = tmp_path / "teacher.pt"
+    shutil.copy(teacher_ckpt, t)
+    other = tmp_path / "other-teacher"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(RunConfig(dataset=SIGSYN, student="cnn_small", objective="ce", epochs=1, batch_size=32, seed=1), other, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    cmp_dir, run_dir = tmp_path / "cmp", tmp_path / "run"
+    compare = ["compare", "--methods", "ce,kd", "--seeds", "0", *COMMON, "--teacher-ckpt", str(t), "--epochs", "1",
+               "--out", str(cmp_dir)]
+    single = ["run", "--method", "kd", *COMMON, "--teacher-ckpt", str(t), "--epochs", "1", "--out", str(run_dir)]
+    for args in (compare, single):
+        code, _, err = akd(*args)
+        assert code == 0, err
+    digest = summary(run_dir)["teacher_digest"]
+    assert digest and summary(cmp_dir / "cells" / "method=kd" / "seed0")["teacher_digest"] == digest
+    assert summary(cmp_dir / "cells" / "method=ce" / "seed0")["teacher_digest"] is None  # ce reads no teacher
+    shutil.copy(other / "model.pt", t)  # same path, other weights
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.parent != tmp_path}
+    code, _, err = akd(*compare)
+    one_line_error(code, err, "1 run(s) of another config", "method=kd seed 0: teacher weights", "--force")
+    code, _, err = akd(*single)
+    one_line_error(code, err, str(run_dir), "other teacher weights", "--force")
+    code, _, err = akd(*single, "--resume")
+    one_line_error(code, err, "other teacher weights")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.parent != tmp_path} == before
+    # --force redoes only the run that read the teacher
+    ce_stamp = mtime(cmp_dir / "cells" / "method=ce" / "seed0" / "summary.json")
+    code, _, err = akd(*compare, "--force")
+    assert code == 0, err
+    assert "--force: redoing method=kd seed 0" in err and "redoing method=ce" not in err
+    assert mtime(cmp_dir / "cells" / "method=ce" / "seed0" / "summary.json") == ce_stamp
+    assert summary(cmp_dir / "cells" / "method=kd" / "seed0")["teacher_digest"] not in (None, digest)
+
+
 def test_resume_without_a_run_is_an_error(tmp_path):
     code, _, err = akd("run", "--resume", "--out", str(tmp_path / "nothing"), "--quiet")
     one_line_error(code, err, "--resume", "holds no akd run")

@@ -88,3 +88,15 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {p} does not hold an akd checkpoint")
     return state
+
+
+def weights_digest(state_dict: Any) -> str:
+    """SHA-1 (16 hex digits) of a state dict's names and exact tensor bytes: the identity of a set of weights
+    (a run's initial student, the teacher it was distilled from)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for k, v in state_dict.items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]

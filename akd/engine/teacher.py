@@ -20,7 +20,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..models import create_model
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, weights_digest
 from .config import RunConfig
 
 
@@ -82,7 +82,29 @@ def load_model_file(path: str | Path, num_classes: int, in_shape: tuple[int, ...
         model.load_state_dict(st["state_dict"])
     except RuntimeError as e:
         raise CheckpointError(f"{p}: weights do not fit model '{st['model']}' ({str(e).splitlines()[0]})") from None
-    return model, {"teacher": st["model"], "teacher_acc": st.get("test_acc"), "teacher_path": str(p)}
+    return model, {"teacher": st["model"], "teacher_acc": st.get("test_acc"), "teacher_path": str(p),
+                   "teacher_digest": weights_digest(st["state_dict"])}
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def teacher_file_digest(cfg: RunConfig) -> str | None:
+    """The weights digest of the teacher ``cfg`` would use, if its file exists already (``--teacher-ckpt`` or the
+    cached teacher); None when there is none yet (it would be trained) or it cannot be read (reported later)."""
+    p = Path(cfg.teacher_ckpt) if cfg.teacher_ckpt else (teacher_dir(cfg) / "model.pt" if cfg.teacher else None)
+    if p is not None and p.is_dir():
+        p = p / "model.pt"
+    if p is None or not p.is_file():
+        return None
+    st = p.stat()
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _DIGESTS:
+        try:
+            _DIGESTS[key] = weights_digest(load_checkpoint(p)["state_dict"])
+        except (CheckpointError, KeyError):
+            return None
+    return _DIGESTS[key]
 
 
 def resolve_teacher(cfg: RunConfig, ds: Any, *, log: Callable[[str], None] = print, progress: bool = True):

@@ -35,7 +35,7 @@ from ..data import DeviceLoader, load_dataset, normalize, rand_augment
 from ..errors import AkdError, ConfigError, TrainingDiverged
 from ..models import create_model
 from ..objective import Objective, build_objective
-from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, write_json
+from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, weights_digest, write_json
 from .config import RunConfig, config_from_dict
 from .device import autocast, resolve_device, use_channels_last
 from . import teacher_cache
@@ -307,12 +307,8 @@ class Context:
 
 
 def state_digest(model: torch.nn.Module) -> str:
-    """SHA-1 of a model's state (to show that runs started from identical weights)."""
-    h = hashlib.sha1()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+    """Digest of a model's weights (to show that runs started from identical weights)."""
+    return weights_digest(model.state_dict())
 
 
 def data_digest(loader: Any, epoch: int = 0) -> str:
@@ -353,7 +349,7 @@ def build_context(cfg: RunConfig, *, log: Callable[[str], None] = print, teacher
     teacher, info = None, {}
     if objective.needs_teacher:
         if teacher_module is not None:
-            teacher, info = teacher_module, {"teacher": "given"}
+            teacher, info = teacher_module, {"teacher": "given", "teacher_digest": state_digest(teacher_module)}
         else:
             teacher, info = resolve_teacher(cfg, ds, log=log, progress=progress)
         check_taps(teacher, objective.teacher_sources(), "teacher", cfg.teacher or str(cfg.teacher_ckpt))
@@ -387,6 +383,14 @@ def virtual_views(x_u8: torch.Tensor, k: int, cfg: RunConfig, view_seed: int, ep
     return [rand_augment(x_u8, g, num_ops=cfg.ra_ops, magnitude=cfg.ra_magnitude) for _ in range(k)]
 
 
+def check_same_teacher(rd: RunDir, prev: dict[str, Any], digest: str | None) -> None:
+    """A started run is continued or read back only with the teacher weights it was trained with."""
+    was = prev.get("teacher_digest")
+    if was and digest and was != digest:
+        raise ConfigError(f"--out {rd.path} holds a run trained with other teacher weights (teacher {was}, now {digest}: "
+                          "the checkpoint was replaced or retrained); use --force to redo it, or another --out")
+
+
 def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True,
           log: Callable[[str], None] | None = None, teacher_module: torch.nn.Module | None = None,
           data: Any = None, stop_after_steps: int | None = None) -> dict[str, Any]:
@@ -399,10 +403,17 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bool 
     rd = RunDir(out)
     cfg = rd.resolve(cfg, resume=resume, force=force)
     prev = rd.read_summary()
-    if prev and prev.get("status") == "finished" and not force and rd.read_config() and rd.read_config().get("fingerprint") == cfg.fingerprint():
+    same = not force and bool(rd.read_config()) and rd.read_config().get("fingerprint") == cfg.fingerprint()
+    if same and prev and teacher_module is None:
+        from .teacher import teacher_file_digest
+
+        check_same_teacher(rd, prev, teacher_file_digest(cfg))
+    if same and prev and prev.get("status") == "finished":
         log(f"{rd.path}: already finished (last {prev['last_acc']:.2f}%, best {prev['best_acc']:.2f}%)")
         return prev
     ctx = build_context(cfg, log=log, teacher_module=teacher_module, data=data, progress=progress)  # validates first
+    if same and prev:  # the teacher may have been trained just now
+        check_same_teacher(rd, prev, ctx.teacher_info.get("teacher_digest"))
     rd.commit(cfg, force=force)
     return _run(ctx, rd, progress=progress, log=log, stop_after_steps=stop_after_steps)
 
@@ -534,6 +545,7 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
             "status": "running", "name": describe_name(c), "objective": ln.objective.describe(),
             "objective_name": ln.objective.name, "student": c.student, "dataset": c.dataset,
             "teacher": ln.ctx.teacher_info.get("teacher"), "teacher_acc": ln.ctx.teacher_info.get("teacher_acc"),
+            "teacher_digest": ln.ctx.teacher_info.get("teacher_digest"),
             "seed": c.seed, "seeds": c.seeds(), "device": str(device), "epochs": c.epochs, "fingerprint": c.fingerprint(),
             "eval_set": getattr(ds, "eval_name", "test"), "init_digest": ln.ctx.init_digest, "data_digest": d_digest,
             "lr": c.resolved_lr(), "batch_size": c.batch_size, "shared_lanes": len(lanes),
@@ -735,6 +747,8 @@ def train_shared(cfgs: list[RunConfig], outs: list[str | Path], *, progress: boo
             results[i] = prev
             continue
         ctx = build_context(c, log=log, teacher_module=teacher, data=data, progress=progress)
+        if prev and not force[i]:
+            check_same_teacher(rd, prev, ctx.teacher_info.get("teacher_digest"))
         rd.commit(c, force=force[i])
         if ctx.teacher is not None and teacher is None:
             teacher, info = ctx.teacher, ctx.teacher_info
