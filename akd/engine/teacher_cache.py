@@ -30,7 +30,7 @@ import torch
 from ..data.augment import CropFlipParams, apply_crop_flip
 from ..data.pipeline import normalize
 from ..errors import AkdError
-from .checkpoint import atomic_write_with, load_checkpoint
+from .checkpoint import atomic_write_with, load_checkpoint, weights_digest
 from .device import autocast
 
 FORMAT = 1  # version of the stored file's layout
@@ -71,10 +71,7 @@ class TeacherViewCache:
             device_type: str = "cpu") -> str:
         """What the tables depend on: the teacher's weights, every training image, the view geometry,
         normalisation, the representations stored, the precision setting and the device type (bf16 on CUDA)."""
-        h = hashlib.sha1()
-        for k, v in teacher.state_dict().items():
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        h = hashlib.sha1(weights_digest(teacher.state_dict()).encode())
         h.update(x_u8.detach().cpu().contiguous().reshape(-1).numpy().tobytes())
         h.update(repr((FORMAT, tuple(x_u8.shape), pad, flip, tuple(mean), tuple(std), sorted(sources), amp, device_type)).encode())
         return h.hexdigest()[:20]
@@ -98,7 +95,7 @@ class TeacherViewCache:
                 _MEMORY[key] = cache
                 return cache
         cache = cls._compute(teacher, x_u8, pad=pad, flip=flip, mean=mean, std=std, sources=sources, device=device, amp=amp,
-                             batch_size=batch_size, channels_last=channels_last)
+                             batch_size=batch_size, channels_last=channels_last, log=log)
         _MEMORY[key] = cache
         if path is not None and save:
             cache._save(path, key, log)
@@ -134,7 +131,8 @@ class TeacherViewCache:
 
     @classmethod
     def _compute(cls, teacher: torch.nn.Module, x_u8: torch.Tensor, *, pad: int, flip: bool, mean, std, sources,
-                 device: torch.device, amp: str, batch_size: int, channels_last: bool) -> "TeacherViewCache":
+                 device: torch.device, amp: str, batch_size: int, channels_last: bool,
+                 log: Callable[[str], None]) -> "TeacherViewCache":
         teacher.eval()
         x_u8 = x_u8.to(device)
         n = x_u8.shape[0]
@@ -159,6 +157,7 @@ class TeacherViewCache:
                             if s not in tables:
                                 tables[s] = torch.empty((n, side * side * flips) + tuple(o.shape[1:]), dtype=o.dtype, device=device)
                             tables[s][i:i + b, v] = o
+            log(f"teacher cache: building, {100 * (dy + 1) / side:.0f}% of {side * side * flips} views x {n} images")
         return cls(tables, pad, flip)
 
 
