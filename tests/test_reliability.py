@@ -572,13 +572,22 @@ def test_runs_are_not_reused_or_continued_with_other_teacher_weights(tmp_path, t
     code, _, err = akd(*single, "--resume")
     one_line_error(code, err, "other teacher weights")
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.parent != tmp_path} == before
-    # --force redoes only the run that read the teacher
-    ce_stamp = mtime(cmp_dir / "cells" / "method=ce" / "seed0" / "summary.json")
-    code, _, err = akd(*compare, "--force")
+    # --force redoes only the run that read the teacher (one process per run, and students sharing batches)
+    grid_dir = tmp_path / "grid"
+    grid = ["grid", "--method", "ce,kd,pkt", "--seeds", "0", "--share-teacher", *COMMON, "--teacher-ckpt", str(t),
+            "--epochs", "1", "--out", str(grid_dir)]
+    shutil.copy(teacher_ckpt, t)
+    code, _, err = akd(*grid)
     assert code == 0, err
-    assert "--force: redoing method=kd seed 0" in err and "redoing method=ce" not in err
-    assert mtime(cmp_dir / "cells" / "method=ce" / "seed0" / "summary.json") == ce_stamp
-    assert summary(cmp_dir / "cells" / "method=kd" / "seed0")["teacher_digest"] not in (None, digest)
+    shutil.copy(other / "model.pt", t)
+    for d, args in ((cmp_dir, compare), (grid_dir, grid)):
+        ce_stamp = mtime(d / "cells" / "method=ce" / "seed0" / "summary.json")
+        code, _, err = akd(*args, "--force")
+        assert code == 0, err
+        assert "--force: redoing method=kd seed 0" in err and "redoing method=ce" not in err
+        assert mtime(d / "cells" / "method=ce" / "seed0" / "summary.json") == ce_stamp
+        assert summary(d / "cells" / "method=kd" / "seed0")["teacher_digest"] not in (None, digest)
+    assert summary(grid_dir / "cells" / "method=pkt" / "seed0")["teacher_digest"] not in (None, digest)
 
 
 def test_resume_without_a_run_is_an_error(tmp_path):

@@ -743,7 +743,7 @@ def train_shared(cfgs: list[RunConfig], outs: list[str | Path], *, progress: boo
         rd = RunDir(out)
         rd.resolve(c, resume=False, force=force[i])  # a folder holding a run of another config is an error
         prev = rd.read_summary()
-        if prev and prev.get("status") == "finished" and (rd.read_config() or {}).get("fingerprint") == c.fingerprint():
+        if prev and prev.get("status") == "finished" and not force[i] and (rd.read_config() or {}).get("fingerprint") == c.fingerprint():
             results[i] = prev
             continue
         ctx = build_context(c, log=log, teacher_module=teacher, data=data, progress=progress)
