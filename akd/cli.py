@@ -133,7 +133,8 @@ def run_options(f):
         click.option("--device", help="auto (default), cpu, cuda, cuda:N."),
         click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile student and teacher."),
         click.option("--teacher-cache/--no-teacher-cache", "teacher_cache", default=None,
-                     help="Look teacher logits/pooled up in the exact per-view cache (kd, rkd, cc, pkt; built once per teacher)."),
+                     help="Look teacher logits/pooled up in the exact per-view cache (kd, rkd, cc, pkt; built once per teacher "
+                          "and data set, stored under <akd cache>/teacher-views for later runs)."),
         click.option("--quiet", is_flag=True, help="No progress display."),
     ]
     for o in reversed(opts):
