@@ -35,7 +35,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from .engine.checkpoint import atomic_write_text
-from .engine.config import FIELDS, NOT_RESULT_FIELDS, RunConfig, config_from_dict
+from .engine.config import FIELDS, RunConfig, config_from_dict, result_differences
 from .errors import AkdError, ConfigError, closest
 
 TERM_AXES = ("affinity", "norm", "loss", "source", "weight", "pre", "redundant", "unreliable", "quantile")
@@ -403,13 +403,11 @@ def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = Tru
             runner.close()
 
 
-def _config_diff(stored: dict[str, Any], cfg: RunConfig, exclude=("fingerprint",)) -> str:
+def _config_diff(stored: dict[str, Any], cfg: RunConfig) -> str:
     """``key: old -> new`` for the result-defining fields in which a stored run's config differs from ``cfg``."""
-    now = cfg.to_dict()
-    skip = set(NOT_RESULT_FIELDS) | set(exclude)
-    keys = [k for k in now if k not in skip and stored.get(k, now[k]) != now[k]]
-    keys += [k for k in stored if k not in now and k not in skip]
-    return ", ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in keys[:4]) + (" ..." if len(keys) > 4 else "")
+    diff = result_differences(stored, cfg)
+    shown = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:4]]
+    return ", ".join(shown) + (" ..." if len(diff) > 4 else "")
 
 
 def _stale_runs(tasks: list[tuple]) -> list[tuple[str, int, Path, str]]:
@@ -423,7 +421,7 @@ def _stale_runs(tasks: list[tuple]) -> list[tuple[str, int, Path, str]]:
         stored = rd.read_config()
         if stored is None or not (rd.summary.exists() or rd.checkpoint.exists()):
             continue
-        if stored.get("fingerprint") != cfg.fingerprint():
+        if not rd.holds(cfg):
             stale.append((c.name, s, d, _config_diff(stored.get("config") or {}, cfg)))
             continue
         was, now = (rd.read_summary() or {}).get("teacher_digest"), teacher_file_digest(cfg)

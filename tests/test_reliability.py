@@ -539,6 +539,36 @@ def test_grid_folder_with_runs_of_another_config_is_refused_unless_force(tmp_pat
     assert {r: mtime(r / "summary.json") for r in runs} == stamps
 
 
+def test_run_folders_of_an_older_akd_without_a_new_config_field_are_still_the_same_run(tmp_path, teacher_ckpt):
+    """A config field added later (with a default that keeps the old behaviour) is absent from older config.json
+    files; those runs are still read back and resumed, not refused as "another config" or redone."""
+    d, r = tmp_path / "cmp", tmp_path / "run"
+    compare = ["compare", "--methods", "ce,kd", "--seeds", "0", *COMMON, "--teacher-ckpt", str(teacher_ckpt), "--epochs", "1",
+               "--out", str(d)]
+    single = ["run", "--method", "kd", *COMMON, "--teacher-ckpt", str(teacher_ckpt), "--epochs", "1", "--out", str(r)]
+    for args in (compare, single):
+        code, _, err = akd(*args)
+        assert code == 0, err
+    configs = list(d.glob("cells/*/seed0/config.json")) + [r / "config.json"]
+    for p in configs:  # as an older akd wrote them: without ra_ops (default 2) and with another fingerprint
+        c = json.loads(p.read_text())
+        del c["config"]["ra_ops"]
+        c["fingerprint"] = "0123456789abcdef"
+        p.write_text(json.dumps(c))
+    stamps = {p: mtime(p.parent / "summary.json") for p in configs}
+    code, _, err = akd(*compare)
+    assert code == 0 and "another config" not in err, err
+    code, _, err = akd(*single)
+    assert code == 0 and "already finished" in err, err
+    assert {p: mtime(p.parent / "summary.json") for p in configs} == stamps  # read back, not redone
+    # a stored value that differs from the default is another run
+    c = json.loads(configs[0].read_text())
+    c["config"]["ra_ops"] = 3
+    configs[0].write_text(json.dumps(c))
+    code, _, err = akd(*compare)
+    one_line_error(code, err, "1 run(s) of another config", "ra_ops: 3 -> 2")
+
+
 def test_runs_are_not_reused_or_continued_with_other_teacher_weights(tmp_path, teacher_ckpt):
     """Equal footing: a finished (or killed) run is read back (or continued) only with the teacher weights it was
     distilled from; a teacher checkpoint replaced at the same path is caught by its weights digest."""

@@ -138,6 +138,26 @@ FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 ALIASES = {"method": "objective"}
 
 
+def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
+    """As written to config.json (tuples become lists, odd values strings), so stored and live configs compare."""
+    return json.loads(json.dumps(dict(d), default=str))
+
+
+def result_differences(stored: Mapping[str, Any], cfg: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """``{key: (stored, now)}`` for the result-defining fields in which a stored config (``config.json``'s
+    ``"config"``) differs from ``cfg``.  A field the stored config lacks (written by an akd that did not have it
+    yet) counts as its default value, so adding a config field with a behaviour-preserving default does not turn
+    every existing run directory into "another run"."""
+    now, defaults, old = _plain(cfg.to_dict()), _plain(RunConfig().to_dict()), _plain(stored)
+    return {k: (old.get(k, defaults[k]), v) for k, v in now.items()
+            if k not in NOT_RESULT_FIELDS and old.get(k, defaults[k]) != v}
+
+
+def same_result(stored: Mapping[str, Any], cfg: RunConfig) -> bool:
+    """True when a run with the stored config computes what ``cfg`` computes (see :func:`result_differences`)."""
+    return not result_differences(stored, cfg)
+
+
 def _hints() -> dict[str, Any]:
     return typing.get_type_hints(RunConfig)
 

@@ -423,7 +423,7 @@ def _train_rank(cfg, out, rank, world, device, backend, control, *, resume, forc
             cfg.device = str(device)
             prev = rd.read_summary()
             stored = rd.read_config()
-            same = bool(stored) and not force and stored.get("fingerprint") == cfg.fingerprint()
+            same = bool(stored) and not force and rd.holds(cfg)
             if prev and prev.get("status") == "finished" and same:
                 log(f"{rd.path}: already finished (last {prev['last_acc']:.2f}%, best {prev['best_acc']:.2f}%)")
                 msg = {"finished": prev}

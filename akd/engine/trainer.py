@@ -36,7 +36,7 @@ from ..errors import AkdError, ConfigError, TrainingDiverged
 from ..models import create_model
 from ..objective import Objective, build_objective
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, weights_digest, write_json
-from .config import RunConfig, config_from_dict
+from .config import RunConfig, config_from_dict, same_result
 from .device import autocast, resolve_device, use_channels_last
 from . import teacher_cache
 from .progress import Progress
@@ -97,7 +97,7 @@ class RunDir:
         stored = self.read_config()
         started = self.summary.exists() or self.checkpoint.exists()
         if stored is not None and started:
-            same = stored.get("fingerprint") == cfg.fingerprint()
+            same = same_result(stored.get("config") or {}, cfg)
             if resume and not force:
                 keep = {k: getattr(cfg, k) for k in ("device", "log_every", "compile", "data_dir", "cache_dir", "eval_batch_size")}
                 cfg = config_from_dict({**stored["config"], **keep}, where=str(self.config))
@@ -111,6 +111,11 @@ class RunDir:
             raise ConfigError(f"--out {self.path} is not empty and holds no akd run ({', '.join(foreign)}); use --force or another --out")
         return cfg
 
+    def holds(self, cfg: RunConfig) -> bool:
+        """True when the folder's config.json describes a run that computes what ``cfg`` computes."""
+        stored = self.read_config()
+        return stored is not None and same_result(stored.get("config") or {}, cfg)
+
     def commit(self, cfg: RunConfig, *, force: bool) -> None:
         """Create the folder (after validation), clear it on ``force``, and write config.json."""
         try:
@@ -118,7 +123,7 @@ class RunDir:
         except OSError as e:
             raise ConfigError(f"--out {self.path}: not writable ({e.strerror or e})") from None
         stored = self.read_config()
-        if force or (stored is not None and stored.get("fingerprint") != cfg.fingerprint()):
+        if force or (stored is not None and not same_result(stored.get("config") or {}, cfg)):
             for p in (self.metrics, self.summary, self.checkpoint, self.model):
                 p.unlink(missing_ok=True)
         write_json(self.config, {"fingerprint": cfg.fingerprint(), "name": describe_name(cfg), "config": cfg.to_dict()})
@@ -403,7 +408,7 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bool 
     rd = RunDir(out)
     cfg = rd.resolve(cfg, resume=resume, force=force)
     prev = rd.read_summary()
-    same = not force and bool(rd.read_config()) and rd.read_config().get("fingerprint") == cfg.fingerprint()
+    same = not force and rd.holds(cfg)
     if same and prev and teacher_module is None:
         from .teacher import teacher_file_digest
 
@@ -743,7 +748,7 @@ def train_shared(cfgs: list[RunConfig], outs: list[str | Path], *, progress: boo
         rd = RunDir(out)
         rd.resolve(c, resume=False, force=force[i])  # a folder holding a run of another config is an error
         prev = rd.read_summary()
-        if prev and prev.get("status") == "finished" and not force[i] and (rd.read_config() or {}).get("fingerprint") == c.fingerprint():
+        if prev and prev.get("status") == "finished" and not force[i] and rd.holds(c):
             results[i] = prev
             continue
         ctx = build_context(c, log=log, teacher_module=teacher, data=data, progress=progress)
