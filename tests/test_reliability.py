@@ -593,6 +593,17 @@ def test_runs_are_not_reused_or_continued_with_other_teacher_weights(tmp_path, t
     digest = summary(run_dir)["teacher_digest"]
     assert digest and summary(cmp_dir / "cells" / "method=kd" / "seed0")["teacher_digest"] == digest
     assert summary(cmp_dir / "cells" / "method=ce" / "seed0")["teacher_digest"] is None  # ce reads no teacher
+    # the same weights at another path (another machine or cache): the same runs, read back
+    moved = tmp_path / "elsewhere" / "teacher.pt"
+    moved.parent.mkdir()
+    shutil.copy(t, moved)
+    stamp = mtime(cmp_dir / "cells" / "method=kd" / "seed0" / "summary.json")
+    code, _, err = akd(*[str(moved) if a == str(t) else a for a in compare])
+    assert code == 0 and "another config" not in err, err
+    assert mtime(cmp_dir / "cells" / "method=kd" / "seed0" / "summary.json") == stamp
+    moved.write_bytes((other / "model.pt").read_bytes())  # ... but other weights there are another teacher
+    code, _, err = akd(*[str(moved) if a == str(t) else a for a in compare])
+    one_line_error(code, err, "method=kd seed 0: teacher weights")
     shutil.copy(other / "model.pt", t)  # same path, other weights
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.parent != tmp_path}
     code, _, err = akd(*compare)

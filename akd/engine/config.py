@@ -147,10 +147,17 @@ def result_differences(stored: Mapping[str, Any], cfg: RunConfig) -> dict[str, t
     """``{key: (stored, now)}`` for the result-defining fields in which a stored config (``config.json``'s
     ``"config"``) differs from ``cfg``.  A field the stored config lacks (written by an akd that did not have it
     yet) counts as its default value, so adding a config field with a behaviour-preserving default does not turn
-    every existing run directory into "another run"."""
+    every existing run directory into "another run".  Two teacher checkpoint *paths* are not compared (the
+    same teacher lies at another path on another machine or cache): the run summary's ``teacher_digest``, the
+    hash of the teacher's weights, decides whether the teacher is the same (see ``check_same_teacher``)."""
     now, defaults, old = _plain(cfg.to_dict()), _plain(RunConfig().to_dict()), _plain(stored)
-    return {k: (old.get(k, defaults[k]), v) for k, v in now.items()
-            if k not in NOT_RESULT_FIELDS and old.get(k, defaults[k]) != v}
+    diff = {}
+    for k, v in now.items():
+        was = old.get(k, defaults[k])
+        if k in NOT_RESULT_FIELDS or was == v or (k == "teacher_ckpt" and was and v):
+            continue
+        diff[k] = (was, v)
+    return diff
 
 
 def same_result(stored: Mapping[str, Any], cfg: RunConfig) -> bool:
