@@ -539,16 +539,22 @@ def test_grid_folder_with_runs_of_another_config_is_refused_unless_force(tmp_pat
     assert {r: mtime(r / "summary.json") for r in runs} == stamps
 
 
-def test_run_folders_of_an_older_akd_without_a_new_config_field_are_still_the_same_run(tmp_path, teacher_ckpt):
-    """A config field added later (with a default that keeps the old behaviour) is absent from older config.json
-    files; those runs are still read back and resumed, not refused as "another config" or redone."""
+def _compare_and_single_run(tmp_path: Path, teacher: Path) -> tuple[Path, Path, list[str], list[str]]:
+    """A 1-epoch compare (ce, kd) and a kd run distilled from ``teacher``: their folders and command lines."""
     d, r = tmp_path / "cmp", tmp_path / "run"
-    compare = ["compare", "--methods", "ce,kd", "--seeds", "0", *COMMON, "--teacher-ckpt", str(teacher_ckpt), "--epochs", "1",
+    compare = ["compare", "--methods", "ce,kd", "--seeds", "0", *COMMON, "--teacher-ckpt", str(teacher), "--epochs", "1",
                "--out", str(d)]
-    single = ["run", "--method", "kd", *COMMON, "--teacher-ckpt", str(teacher_ckpt), "--epochs", "1", "--out", str(r)]
+    single = ["run", "--method", "kd", *COMMON, "--teacher-ckpt", str(teacher), "--epochs", "1", "--out", str(r)]
     for args in (compare, single):
         code, _, err = akd(*args)
         assert code == 0, err
+    return d, r, compare, single
+
+
+def test_run_folders_of_an_older_akd_without_a_new_config_field_are_still_the_same_run(tmp_path, teacher_ckpt):
+    """A config field added later (with a default that keeps the old behaviour) is absent from older config.json
+    files; those runs are still read back and resumed, not refused as "another config" or redone."""
+    d, r, compare, single = _compare_and_single_run(tmp_path, teacher_ckpt)
     configs = list(d.glob("cells/*/seed0/config.json")) + [r / "config.json"]
     for p in configs:  # as an older akd wrote them: without ra_ops (default 2) and with another fingerprint
         c = json.loads(p.read_text())
@@ -583,13 +589,7 @@ def test_runs_are_not_reused_or_continued_with_other_teacher_weights(tmp_path, t
         train(RunConfig(dataset=SIGSYN, student="cnn_small", objective="ce", epochs=1, batch_size=32, seed=1), other, progress=False)
     finally:
         torch.set_num_threads(threads)
-    cmp_dir, run_dir = tmp_path / "cmp", tmp_path / "run"
-    compare = ["compare", "--methods", "ce,kd", "--seeds", "0", *COMMON, "--teacher-ckpt", str(t), "--epochs", "1",
-               "--out", str(cmp_dir)]
-    single = ["run", "--method", "kd", *COMMON, "--teacher-ckpt", str(t), "--epochs", "1", "--out", str(run_dir)]
-    for args in (compare, single):
-        code, _, err = akd(*args)
-        assert code == 0, err
+    cmp_dir, run_dir, compare, single = _compare_and_single_run(tmp_path, t)
     digest = summary(run_dir)["teacher_digest"]
     assert digest and summary(cmp_dir / "cells" / "method=kd" / "seed0")["teacher_digest"] == digest
     assert summary(cmp_dir / "cells" / "method=ce" / "seed0")["teacher_digest"] is None  # ce reads no teacher
