@@ -6,6 +6,8 @@ with code 2 (130 for an interrupted run); ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import time
@@ -622,7 +624,9 @@ DEMO = {  # = experiments/fmnist_evidence.toml, seed 0 (benchmarks/results); ~5 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--data-dir", help="Folder with the Fashion-MNIST files.")
-@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Results folder (default: runs/demo; runs/demo-<tag> when the settings differ from the defaults, so "
+                   "trying other settings never collides with the default demo).")
 @click.option("--quiet", is_flag=True)
 @click.option("--force", is_flag=True, help="Redo the runs in --out that were trained with another config (without it: an error).")
 def demo(dataset, teacher, student, epochs, teacher_epochs, methods, seed, device, data_dir, out, quiet, force):
@@ -634,6 +638,12 @@ def demo(dataset, teacher, student, epochs, teacher_epochs, methods, seed, devic
     base = RunConfig(dataset=dataset, teacher=teacher, student=student, epochs=epochs, teacher_epochs=teacher_epochs,
                      batch_size=DEMO["batch_size"], device=device, data_dir=data_dir, log_every=100).validate()
     t0 = time.perf_counter()
+    if out is None:
+        chosen = {"dataset": dataset, "teacher": teacher, "student": student, "epochs": epochs, "teacher_epochs": teacher_epochs,
+                  "methods": methods, "seed": seed}
+        defaults = {k: DEMO.get(k, 0) for k in chosen}
+        tag = hashlib.sha1(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:8]
+        out = "runs/demo" if chosen == defaults else f"runs/demo-{tag}"
     g = Grid(base, {"method": split_list(methods)}, [seed])
     df = run_grid(g, Path(out), progress=not quiet, log=lambda m: click.echo(m, err=True), force=force)
     _print_table(df, Path(out))

@@ -319,3 +319,24 @@ def test_teacher_trains_into_the_cache_and_list_shows_it(tmp_path):
     out, _ = ok("teacher", "--list")
     assert "teacher-view tables (--teacher-cache): 2 file(s)" in out.strip().splitlines()[-1]
     teacher_cache.clear()
+
+
+# ------------------------------------------------------------------------------------------
+# akd demo (the README's main job; here on synthetic data, with other settings than the default)
+# ------------------------------------------------------------------------------------------
+def test_demo_with_other_settings_goes_to_its_own_folder_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["demo", "--dataset", SYN, "--teacher", "cnn_small", "--student", "cnn_tiny", "--epochs", "1", "--teacher-epochs", "1",
+            "--methods", "ce,vrm", "--quiet"]
+    out, err = ok(*args)
+    assert "VRM student vs plain student:" in out
+    folders = [p.name for p in (tmp_path / "runs").iterdir()]
+    assert len(folders) == 1 and folders[0].startswith("demo-") and folders[0] != "demo"  # not the default demo's folder
+    df = pd.read_csv(tmp_path / "runs" / folders[0] / "results.csv")
+    assert list(df["method"]) == ["ce", "vrm"] and list(df["status"]) == ["finished", "finished"]
+    stamp = (tmp_path / "runs" / folders[0] / "cells" / "method=vrm" / "seed0" / "summary.json").stat().st_mtime_ns
+    out2, _ = ok(*args)  # the same settings: read back, same table
+    assert (tmp_path / "runs" / folders[0] / "cells" / "method=vrm" / "seed0" / "summary.json").stat().st_mtime_ns == stamp
+    assert out2.split("results:")[0] == out.split("results:")[0]
+    out3, _ = ok(*args[:-3], "--methods", "ce,kd", "--quiet")  # other settings: another folder, no error
+    assert len(list((tmp_path / "runs").iterdir())) == 2 and "VRM student" not in out3
