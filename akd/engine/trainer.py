@@ -655,7 +655,8 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                     terms = " ".join(f"{n}={m[n]:.4g}" for n in ln.names)
                     more = f" (+{len(now) - 1} students)" if len(now) > 1 else ""
                     bar.update(epoch * steps_per_epoch + done,
-                               f"epoch {epoch + 1}/{ln.cfg.epochs} step {done}/{steps_per_epoch} {terms} acc={m['acc']:.1f}%{more}")
+                               f"epoch {epoch + 1}/{ln.cfg.epochs} step {done}/{steps_per_epoch} {terms} acc={m['acc']:.1f}%{more}",
+                               images=steps_this_call * xb.shape[0])  # training images (global batch) per second
                 if stop_after_steps is not None and steps_this_call >= stop_after_steps:
                     stop.requested = "stop_after_steps"
                 rt.sync_stop(stop)  # under DDP a stop requested on any rank stops all ranks at this step
