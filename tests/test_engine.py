@@ -142,3 +142,12 @@ def test_shared_teacher_training_equals_separate_runs(tmp_path):
         wa, wb = _weights(tmp_path / "shared" / m), _weights(tmp_path / "alone" / m)
         assert all(torch.equal(wa[k], wb[k]) for k in wa), m
     assert shared[0]["shared_lanes"] == len(methods)
+
+
+def test_progress_display_shows_epoch_step_terms_throughput_and_eta(tmp_path, capsys):
+    train(cfg(objective="kd", log_every=2), tmp_path / "p", progress=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "step " in ln and "ETA" in ln]
+    assert lines, "no progress line"
+    last = lines[-1]
+    for part in ("epoch 1/1", "step 6/6", "ce=", "kd=", "total=", "acc=", "img/s", "ETA"):
+        assert part in last, (part, last)
