@@ -12,6 +12,7 @@ kernels' reduction order depends on the thread count.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import json
@@ -132,24 +133,29 @@ def nothing_written(out: Path) -> None:
     assert not out.exists(), sorted(p.name for p in out.iterdir())
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
+@contextlib.contextmanager
+def one_thread():
+    """1 torch thread inside (exact reproducibility across runs), the previous count restored after."""
     prev = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory) -> Path:
     """A cnn_small teacher (4 classes, 1x16x16) trained once for this module."""
     d = tmp_path_factory.mktemp("teacher") / "t"
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         train(RunConfig(dataset=SIGSYN, student="cnn_small", objective="ce", epochs=1, batch_size=32), d, progress=False)
-    finally:
-        torch.set_num_threads(prev)
     return d / "model.pt"
 
 
@@ -162,12 +168,8 @@ def sig_args(teacher_ckpt: Path, epochs: int = 3) -> list[str]:
 def sig_reference(tmp_path_factory, teacher_ckpt) -> Path:
     """The uninterrupted run the signal tests must reproduce exactly."""
     d = tmp_path_factory.mktemp("sigref") / "ref"
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         code, _, err = akd("run", *sig_args(teacher_ckpt), "--out", str(d))
-    finally:
-        torch.set_num_threads(prev)
     assert code == 0, err
     return d
 
@@ -176,12 +178,8 @@ def sig_reference(tmp_path_factory, teacher_ckpt) -> Path:
 def ce_reference(tmp_path_factory) -> Path:
     """A plain 2-epoch run on the small set (reference of the checkpoint-fault tests)."""
     d = tmp_path_factory.mktemp("ceref") / "ref"
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         code, _, err = akd("run", "--method", "ce", *COMMON, "--epochs", "2", "--out", str(d))
-    finally:
-        torch.set_num_threads(prev)
     assert code == 0, err
     return d
 
@@ -583,12 +581,7 @@ def test_runs_are_not_reused_or_continued_with_other_teacher_weights(tmp_path, t
     t = tmp_path / "teacher.pt"
     shutil.copy(teacher_ckpt, t)
     other = tmp_path / "other-teacher"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train(RunConfig(dataset=SIGSYN, student="cnn_small", objective="ce", epochs=1, batch_size=32, seed=1), other, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    train(RunConfig(dataset=SIGSYN, student="cnn_small", objective="ce", epochs=1, batch_size=32, seed=1), other, progress=False)
     cmp_dir, run_dir, compare, single = _compare_and_single_run(tmp_path, t)
     digest = summary(run_dir)["teacher_digest"]
     assert digest and summary(cmp_dir / "cells" / "method=kd" / "seed0")["teacher_digest"] == digest
