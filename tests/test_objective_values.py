@@ -569,13 +569,21 @@ def _load_generator():
     return mod
 
 
-def test_stored_loss_values_unchanged():
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_stored_loss_values_unchanged(dtype):
+    """The stored float64 values, recomputed in float64 (to FP64_RTOL) and from float32 inputs (to FP32_RTOL).
+
+    Both tolerances are multiples of the dtype's epsilon (see the generator's doc): the fixture must give
+    the same verdict on every CPU, kernel set and thread count.
+    """
     gen = _load_generator()
     stored = json.loads((FIXTURES / "loss_values.json").read_text())
-    fresh = gen.compute()
+    assert stored["meta"].get("dtype") == "float64", "the fixture predates the float64 generator: regenerate it"
+    rtol = gen.FP64_RTOL if dtype == torch.float64 else gen.FP32_RTOL
+    fresh = gen.compute(dtype)
     # the seeded inputs themselves must not have changed (else a failure below says nothing about akd)
     for key, checksum in stored["inputs"].items():
-        assert fresh["inputs"][key] == pytest.approx(checksum, rel=1e-9, abs=1e-9), f"fixture input {key} changed"
+        assert fresh["inputs"][key] == pytest.approx(checksum, rel=gen.FP64_RTOL), f"fixture input {key} changed"
     assert set(fresh["values"]) == set(stored["values"]), "objectives differ from the fixture: regenerate it"
     assert set(stored["values"]) >= set(METHODS.names())
     failures = []
@@ -583,9 +591,21 @@ def test_stored_loss_values_unchanged():
         assert set(fresh["values"][obj_name]) == set(terms), f"{obj_name}: term names changed"
         for term, value in terms.items():
             got = fresh["values"][obj_name][term]
-            if got != pytest.approx(value, rel=1e-6, abs=1e-9):
-                failures.append(f"{obj_name}[{term}]: stored {value!r}, now {got!r}")
+            if got != pytest.approx(value, rel=rtol, abs=1e-12):
+                failures.append(f"{obj_name}[{term}]: stored {value!r}, now {got!r} (rel {abs(got - value) / abs(value):.2g} > {rtol:.2g})")
     assert not failures, "loss values changed:\n" + "\n".join(failures)
+
+
+def test_stored_values_catch_a_changed_formula(monkeypatch):
+    """The fixture's tolerance is tight enough to see a change of 1e-6 in one formula (kd's temperature)."""
+    from akd.losses.kd import HintonKD
+
+    gen = _load_generator()
+    stored = json.loads((FIXTURES / "loss_values.json").read_text())
+    old_init = HintonKD.__init__
+    monkeypatch.setattr(HintonKD, "__init__", lambda self, t=4.0, **kw: old_init(self, t=t * (1 + 1e-6), **kw))
+    fresh = gen.compute(torch.float64)
+    assert fresh["values"]["kd"]["kd"] != pytest.approx(stored["values"]["kd"]["kd"], rel=gen.FP64_RTOL)
 
 
 def test_stored_loss_values_are_nontrivial():

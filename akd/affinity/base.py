@@ -101,6 +101,14 @@ class Affinity(nn.Module):
 
 
 def pairwise_sq_dists(x: Tensor) -> Tensor:
-    """‖x_i − x_j‖² via the Gram identity ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j, clamped at 0."""
-    sq = x.pow(2).sum(-1)
-    return (sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * x @ x.t()).clamp_min(0.0)
+    """‖x_i − x_j‖² via the Gram identity ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j, clamped at 0, returned in x's dtype.
+
+    The identity subtracts nearly equal numbers for close rows, so it is evaluated in float64 (as
+    RKD's reference ``pdist`` would need to be): in float32 two identical rows give a residue of
+    ~1e-7·‖x‖² that depends on the CPU's kernels (AVX-512, AVX2, scalar), instead of 0, which then
+    decides whether a clamp such as RKD's eps = 1e-12 applies.  In float64 the residue of identical
+    rows is ~1e-16·‖x‖², below any such clamp, on every CPU.  Cost: one N×N float64 product.
+    """
+    xd = x.double()
+    sq = xd.pow(2).sum(-1)
+    return (sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * xd @ xd.t()).clamp_min(0.0).to(x.dtype)
