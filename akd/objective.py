@@ -11,14 +11,17 @@ An *objective* is an ``nn.Module`` built from a list of terms, a preset name (``
 ``{"terms": [...]}`` / ``{"method": ...}`` dict (TOML), or a triple ``"affinity/norm/loss"``.
 Everything is validated at build time; calling it never re-parses anything::
 
-    obj = build_objective("rkd")
-    losses = obj({"pooled": f_s}, {"pooled": f_t}, targets=y)
+    obj = build_objective("rkd")   # CE on logits + RKD's distance and angle terms on pooled features
+    losses = obj({"logits": z_s, "pooled": f_s}, {"logits": z_t, "pooled": f_t}, targets=y)
     losses["total"]        # weighted sum; each term also under its own name (weighted)
+    vrm = build_objective("vrm")   # reads vrm.views virtual views: rows [real; virtual], pass batch_size=B
+    vrm(student_out, teacher_out, y, batch_size=B)
 
 Representations (``source``): ``logits`` [N, C], ``pooled`` [N, D], ``map`` [N, C, H, W]
 (flattened to [N, C·H·W] before the affinity).  When the objective reads virtual views
 (``obj.views = k > 0``) every representation holds the real view first and then the k
-virtual views, N = (1+k)·B; terms whose affinity reads no views use the first B rows only.
+virtual views, N = (1+k)·B, and the call must say B (``batch_size=``; it is never guessed from N);
+terms whose affinity reads no views use the first B rows only.
 Teacher relations are computed without gradient.  Relations are computed in fp32 with
 autocast disabled.
 """
@@ -246,6 +249,12 @@ class Objective(nn.Module):
 
     def forward(self, student: Mapping[str, Tensor], teacher: Mapping[str, Tensor] | None = None,
                 targets: Tensor | None = None, *, batch_size: int | None = None) -> dict[str, Tensor]:
+        """The weighted terms and their sum (``"total"``).
+
+        ``student``/``teacher``: representations by name (``logits``, ``pooled``, ``map``).  ``batch_size``: the
+        number of real images B; required when the objective reads virtual views (``self.views = k > 0``, rows
+        ``[real; virtual 1; ...; virtual k]``, see :func:`akd.virtual_views`), optional otherwise (all rows).
+        """
         for s in self.student_sources():
             if s not in student:
                 raise ConfigError(f"objective '{self.name}' reads student representation '{s}', which was not provided (got {sorted(student)})")
@@ -259,9 +268,11 @@ class Objective(nn.Module):
             raise ConfigError(f"objective '{self.name}' needs targets (labels)")
         n = next(iter(student.values())).shape[0]
         if batch_size is None:
-            if n % (1 + self.views):
-                raise ConfigError(f"{n} rows cannot hold 1 real + {self.views} virtual views of a batch")
-            batch_size = n // (1 + self.views)
+            if self.views:  # never guess how many rows are real images: a plain batch would be split silently
+                raise ConfigError(
+                    f"objective '{self.name}' reads {self.views} virtual view(s) per image: pass batch_size= (the number of "
+                    f"real images B; rows are [real; virtual 1; ...], {1 + self.views}*B in all, e.g. from akd.virtual_views)")
+            batch_size = n
         elif n < batch_size * (1 + self.views):
             raise ConfigError(f"objective needs {(1 + self.views)} views x {batch_size} rows, got {n}")
         nodes = Nodes(batch_size, self.views)

@@ -225,10 +225,22 @@ def test_missing_targets():
 
 def test_rows_do_not_hold_views():
     obj = build_objective("vrm")
-    with pytest.raises(ConfigError, match=r"7 rows cannot hold 1 real \+ 1 virtual views of a batch"):
-        obj(_reps(7), _reps(7), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ConfigError, match=r"objective needs 2 views x 4 rows, got 6"):
         obj(_reps(6), _reps(6), torch.zeros(4, dtype=torch.long), batch_size=4)
+
+
+def test_views_need_batch_size():
+    """A plain batch of 16 rows must not be read as 8 real + 8 virtual rows (CE on 8 samples, silently)."""
+    obj = build_objective("vrm")
+    assert obj.views == 1
+    with pytest.raises(ConfigError, match=r"^objective 'vrm' reads 1 virtual view\(s\) per image: pass batch_size= \(the number of real images B"):
+        obj(_reps(16), _reps(16), torch.zeros(16, dtype=torch.long))
+    out = obj(_reps(16), _reps(16), torch.zeros(8, dtype=torch.long), batch_size=8)
+    assert torch.isfinite(out["total"])
+    # without views every row is a real image, batch_size or not
+    ce = build_objective("ce")
+    y = torch.arange(16) % 5
+    assert ce(_reps(16), None, y)["total"].item() == pytest.approx(ce(_reps(16), None, y, batch_size=16)["total"].item())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +269,7 @@ def _run(obj, seed=0):
     g = torch.Generator().manual_seed(seed)
     s = {"logits": torch.randn(n, 5, generator=g), "pooled": torch.randn(n, 6, generator=g), "map": torch.randn(n, 2, 2, 2, generator=g)}
     t = {"logits": torch.randn(n, 5, generator=g), "pooled": torch.randn(n, 6, generator=g), "map": torch.randn(n, 2, 2, 2, generator=g)}
-    return obj(s, t, torch.arange(b) % 5)
+    return obj(s, t, torch.arange(b) % 5, batch_size=b)
 
 
 @pytest.mark.parametrize("spec", list(POSITIVE.values()), ids=list(POSITIVE))

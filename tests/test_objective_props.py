@@ -247,7 +247,7 @@ def test_preset_zero_when_teacher_equals_student(method, seed, b, kind):
     obj = build_objective(method)
     s = reps(b * (1 + obj.views), seed, kind=kind)
     y = torch.arange(b) % 5
-    out = obj(clone(s), clone(s), y)
+    out = obj(clone(s), clone(s), y, batch_size=b)
     for term in obj.terms:
         if term.loss.uses_teacher:
             assert abs(out[term.name].item()) <= 1e-6, (method, term.name, out[term.name].item())
@@ -270,7 +270,7 @@ def test_vrm_pruned_zero_when_teacher_equals_student(redundant, unreliable, seed
     obj = build_objective([{"affinity": f"virtual-relation(views={views})", "norm": "zs", "loss": "mse",
                             "redundant": redundant, "unreliable": unreliable, "quantile": 0.7}])
     s = reps(b * (1 + views), seed)
-    out = obj(clone(s), clone(s))
+    out = obj(clone(s), clone(s), batch_size=b)
     assert all(abs(v.item()) <= 1e-6 for v in out.values())
 
 
@@ -293,7 +293,7 @@ def _grads_finite(obj, b, seed=0):
     for kind in KINDS:
         for teacher in (t_rand, reps(n, seed, kind=kind)):
             s = clone(reps(n, seed, kind=kind), grad=True)
-            out = obj(s, clone(teacher), y)
+            out = obj(s, clone(teacher), y, batch_size=b)
             assert torch.isfinite(out["total"]), (kind, out)
             out["total"].backward()
             used = [v for v in s.values() if v.grad is not None]
@@ -336,7 +336,7 @@ def test_teacher_receives_no_gradient(spec):
     n = b * (1 + obj.views)
     s = clone(reps(n, 1), grad=True)
     t = clone(reps(n, 2), grad=True)
-    out = obj(s, t, torch.arange(b) % 5)
+    out = obj(s, t, torch.arange(b) % 5, batch_size=b)
     out["total"].backward()
     assert all(v.grad is None for v in t.values())
     assert any(v.grad is not None and v.grad.abs().sum() > 0 for v in s.values())
@@ -432,7 +432,7 @@ def test_vrm_term_is_sum_of_graph_entries(seed, b, views, is_w, ic_w, w, unrelia
                                                       "weight": w, "redundant": "symmetric", "unreliable": unreliable}]})
     assert obj.views == views
     s, t = reps(b * (1 + views), seed), reps(b * (1 + views), seed + 1)
-    out = obj(s, t, torch.arange(b) % 5)
+    out = obj(s, t, torch.arange(b) % 5, batch_size=b)
     if ic_w > 0:
         assert out["vrm"].item() == pytest.approx(out["vrm/is"].item() + out["vrm/ic"].item(), rel=1e-5, abs=1e-7)
     else:  # a single graph: no per-graph entries
@@ -445,12 +445,12 @@ def test_vrm_preset_on_real_plus_virtual_logits():
     assert obj.views == 1
     b = 6
     s, t = reps(2 * b, 7), reps(2 * b, 8)
-    out = obj(s, t, torch.arange(b) % 5)
+    out = obj(s, t, torch.arange(b) % 5, batch_size=b)
     assert out["vrm"].item() == pytest.approx(out["vrm/is"].item() + out["vrm/ic"].item(), rel=1e-6)
     # only the rows of the real view feed CE; the virtual rows feed the relations
     s2 = {k: v.clone() for k, v in s.items()}
     s2["logits"][b:] *= 1.5
-    out2 = obj(s2, t, torch.arange(b) % 5)
+    out2 = obj(s2, t, torch.arange(b) % 5, batch_size=b)
     assert out2["ce"].item() == pytest.approx(out["ce"].item(), rel=1e-7)
     assert out2["vrm"].item() != pytest.approx(out["vrm"].item(), rel=1e-3)
 
@@ -462,10 +462,10 @@ def test_vrm_invariant_to_per_row_logit_shift(seed, b, data):
     obj = build_objective("vrm")
     s, t = reps(2 * b, seed), reps(2 * b, seed + 1)
     c = torch.tensor(data.draw(st.lists(st.floats(-5, 5), min_size=2 * b, max_size=2 * b)), dtype=torch.float32)
-    out = obj(s, t, torch.arange(b) % 5)
+    out = obj(s, t, torch.arange(b) % 5, batch_size=b)
     s2 = dict(s, logits=s["logits"] + c.unsqueeze(1))
     t2 = dict(t, logits=t["logits"] - 2 * c.unsqueeze(1))
-    out2 = obj(s2, t2, torch.arange(b) % 5)
+    out2 = obj(s2, t2, torch.arange(b) % 5, batch_size=b)
     for k in ("vrm/is", "vrm/ic", "vrm"):
         assert out2[k].item() == pytest.approx(out[k].item(), rel=1e-4, abs=1e-5), k
 
@@ -509,17 +509,17 @@ def test_relations_in_fp32_under_autocast_and_half_inputs(method):
     n = b * (1 + obj.views)
     s, t = reps(n, 3), reps(n, 4)
     y = torch.arange(b) % 5
-    ref = obj(s, t, y)
+    ref = obj(s, t, y, batch_size=b)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        auto = obj(s, t, y)
+        auto = obj(s, t, y, batch_size=b)
     for k in ref:
         assert auto[k].dtype == torch.float32
         assert auto[k].item() == pytest.approx(ref[k].item(), rel=1e-6, abs=1e-8), k
     # half-precision representations are read as their fp32 values
     s16 = {k: v.to(torch.bfloat16) for k, v in s.items()}
     t16 = {k: v.to(torch.bfloat16) for k, v in t.items()}
-    low = obj(s16, t16, y)
-    up = obj({k: v.float() for k, v in s16.items()}, {k: v.float() for k, v in t16.items()}, y)
+    low = obj(s16, t16, y, batch_size=b)
+    up = obj({k: v.float() for k, v in s16.items()}, {k: v.float() for k, v in t16.items()}, y, batch_size=b)
     for k in up:
         assert low[k].dtype == torch.float32
         assert low[k].item() == pytest.approx(up[k].item(), rel=1e-6, abs=1e-8), k
@@ -533,7 +533,7 @@ def test_teacher_from_inference_mode(method):
     with torch.inference_mode():
         t = reps(n, 5)
     s = clone(reps(n, 6), grad=True)
-    out = obj(s, t, torch.arange(b) % 5)
+    out = obj(s, t, torch.arange(b) % 5, batch_size=b)
     out["total"].backward()
     assert torch.isfinite(out["total"])
     assert all(torch.isfinite(v.grad).all() for v in s.values() if v.grad is not None)

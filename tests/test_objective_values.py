@@ -370,7 +370,7 @@ def test_cc_preset(seed):
 def test_vrm_preset(seed):
     s, t, y = make_batch(seed, rows=2 * B)  # [real; virtual] rows
     y = y[:B]
-    out = build_objective("vrm")(s, t, y)
+    out = build_objective("vrm")(s, t, y, batch_size=B)
     ce = ref_ce(L(s["logits"][:B]), y.tolist())
     l_is, l_ic, margin = ref_vrm_graphs(L(s["logits"]), L(t["logits"]), B, "symmetric", "joint-entropy", 0.9)
     assert margin > 1e-4  # the fixed inputs are not borderline for the fp32 entropy threshold
@@ -486,7 +486,7 @@ def test_angle_none_mse_and_euclidean_l1_kl():
 def test_virtual_relation_redundant_modes(redundant):
     s, t, _ = make_batch(21, rows=2 * B)
     spec = [{"affinity": "virtual-relation", "norm": "zs", "loss": "mse", "redundant": redundant, "name": "v"}]
-    out = build_objective(spec)(s, t)
+    out = build_objective(spec)(s, t, batch_size=B)
     l_is, l_ic, _ = ref_vrm_graphs(L(s["logits"]), L(t["logits"]), B, redundant, "none")
     assert out["v/is"].item() == approx(l_is)
     assert out["v/ic"].item() == approx(l_ic)
@@ -501,7 +501,7 @@ def test_virtual_relation_two_views_weighted(redundant):
              "redundant": redundant, "weight": 3.0, "name": "v"}]
     obj = build_objective(spec)
     assert obj.views == 2
-    out = obj(s, t)
+    out = obj(s, t, batch_size=b)
     l_is, l_ic, _ = ref_vrm_graphs(L(s["logits"]), L(t["logits"]), b, redundant, "none")
     assert out["v/is"].item() == approx(3.0 * 0.5 * l_is)
     assert out["v/ic"].item() == approx(3.0 * 2.0 * l_ic)
@@ -513,8 +513,8 @@ def test_joint_entropy_quantile_one_keeps_every_pair(redundant):
     """q = 1: the threshold is the largest H_i + H_j (i ≠ j), and only pairs *exceeding* it are dropped."""
     s, t, _ = make_batch(24, rows=2 * B)
     base = [{"affinity": "virtual-relation", "norm": "zs", "loss": "mse", "redundant": redundant, "name": "v"}]
-    pruned = build_objective([dict(base[0], unreliable="joint-entropy", quantile=1.0)])(s, t)
-    plain = build_objective(base)(s, t)
+    pruned = build_objective([dict(base[0], unreliable="joint-entropy", quantile=1.0)])(s, t, batch_size=B)
+    plain = build_objective(base)(s, t, batch_size=B)
     l_is, _, _ = ref_vrm_graphs(L(s["logits"]), L(t["logits"]), B, redundant, "joint-entropy", 1.0)
     if redundant == "symmetric":  # the diagonal 2·H_i can exceed the off-diagonal maximum only with redundant='none'
         assert pruned["v/is"].item() == approx(plain["v/is"].item())
@@ -533,7 +533,7 @@ def _near_duplicate_views(seed, noise):
 @pytest.mark.parametrize("noise", [0.3, 0.1])
 def test_virtual_relation_zs_with_close_views(noise):
     s, t = _near_duplicate_views(30, noise)
-    out = build_objective([{"affinity": "virtual-relation", "norm": "zs", "loss": "mse", "redundant": "symmetric", "name": "v"}])(s, t)
+    out = build_objective([{"affinity": "virtual-relation", "norm": "zs", "loss": "mse", "redundant": "symmetric", "name": "v"}])(s, t, batch_size=B)
     l_is, l_ic, _ = ref_vrm_graphs(L(s["logits"]), L(t["logits"]), B, "symmetric", "none")
     assert out["v/is"].item() == approx(l_is)
     assert out["v/ic"].item() == approx(l_ic)
@@ -542,7 +542,7 @@ def test_virtual_relation_zs_with_close_views(noise):
 @pytest.mark.parametrize("noise", [0.01, 0.003])
 def test_virtual_relation_zs_with_near_duplicate_views(noise):
     s, t = _near_duplicate_views(30, noise)
-    out = build_objective([{"affinity": "virtual-relation", "norm": "zs", "loss": "mse", "redundant": "symmetric", "name": "v"}])(s, t)
+    out = build_objective([{"affinity": "virtual-relation", "norm": "zs", "loss": "mse", "redundant": "symmetric", "name": "v"}])(s, t, batch_size=B)
     l_is, _, _ = ref_vrm_graphs(L(s["logits"]), L(t["logits"]), B, "symmetric", "none")
     assert out["v/is"].item() == approx(l_is)
 
@@ -551,7 +551,7 @@ def test_virtual_relation_joint_entropy_other_quantile():
     s, t, _ = make_batch(23, rows=2 * B)
     spec = [{"affinity": "virtual-relation", "norm": "none", "loss": "mse", "redundant": "both",
              "unreliable": "joint-entropy", "quantile": 0.5, "name": "v"}]
-    out = build_objective(spec)(s, t)
+    out = build_objective(spec)(s, t, batch_size=B)
     l_is, l_ic, margin = ref_vrm_graphs(L(s["logits"]), L(t["logits"]), B, "both", "joint-entropy", 0.5, norm="none")
     assert margin > 1e-4
     assert out["v/is"].item() == approx(l_is)
