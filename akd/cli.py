@@ -215,6 +215,14 @@ def _remove_unstarted(out_dir: Path, existed: bool) -> None:
             pass
 
 
+def _instance_loss(spec: str) -> bool:
+    """True for instance terms on logits (ce, kd, dkd, ...): they need no --affinity."""
+    from .losses import LOSSES
+    from .registry import parse_spec
+
+    return LOSSES.get(parse_spec(spec, "loss")[0]).obj.instance
+
+
 def objective_from_flags(fl: dict[str, Any], current: Any) -> Any:
     """--method and/or an affinity/norm/loss term from flags (None if no objective flag given)."""
     method = fl.get("method")
@@ -224,7 +232,7 @@ def objective_from_flags(fl: dict[str, Any], current: Any) -> Any:
         return None
     if term and "loss" not in term:
         raise ConfigError("--affinity/--norm need --loss too (e.g. --loss mse)")
-    if term and "affinity" not in term and term["loss"] not in ("ce", "kd"):
+    if term and "affinity" not in term and not _instance_loss(term["loss"]):
         raise ConfigError("--loss needs --affinity too (e.g. --affinity virtual-relation)")
     terms = []
     if method is not None:
@@ -380,7 +388,7 @@ def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt,
 # ------------------------------------------------------------------------------------------
 # akd list
 # ------------------------------------------------------------------------------------------
-FAMILIES = ("affinity", "norm", "loss", "method", "model", "dataset")
+FAMILIES = ("affinity", "norm", "loss", "schedule", "method", "model", "dataset")
 
 
 def _registry(family: str):
@@ -394,6 +402,10 @@ def _registry(family: str):
         from .data import DATASETS
 
         return DATASETS
+    if family == "schedule":
+        from .schedules import SCHEDULES
+
+        return SCHEDULES
     return {"affinity": AFFINITIES, "norm": NORMALIZATIONS, "loss": LOSSES, "method": METHODS}[family]
 
 
@@ -406,7 +418,7 @@ def list_(family, formula):
         from .errors import unknown
 
         aliases = {"normalization": "norm", "normalisation": "norm", "losses": "loss", "methods": "method",
-                   "models": "model", "datasets": "dataset", "affinities": "affinity"}
+                   "models": "model", "datasets": "dataset", "affinities": "affinity", "schedules": "schedule"}
         if family in aliases:
             family = aliases[family]
         else:

@@ -41,9 +41,10 @@ from .losses import LOSSES, MatchLoss
 from .normalization import NORMALIZATIONS, Normalization
 from .pruning import REDUNDANT, UNRELIABLE, joint_entropy_mask, redundant_mask
 from .registry import format_spec, parse_spec
+from .schedules import SCHEDULES, WeightSchedule
 
 REPRESENTATIONS = ("logits", "pooled", "map")
-TERM_KEYS = ("name", "source", "affinity", "norm", "loss", "weight", "pre", "redundant", "unreliable", "quantile")
+TERM_KEYS = ("name", "source", "affinity", "norm", "loss", "weight", "pre", "redundant", "unreliable", "quantile", "schedule")
 PAIRWISE_KINDS = {"sample", "class"}
 
 
@@ -93,6 +94,9 @@ class Term(nn.Module):
         if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 < q <= 1.0:
             raise ConfigError(f"{where}: quantile={q!r} must be a number in (0, 1]")
         self.quantile = float(q)
+        # weight schedule: factor(epoch) on the weight, set by the engine each epoch (1 until set_epoch is called)
+        self.schedule: WeightSchedule = SCHEDULES.build(cfg.get("schedule", "constant"))
+        self.factor = 1.0
 
         aff_name = parse_spec(aff_spec, "affinity")[0]
         norm_name = parse_spec(cfg.get("norm", "none"), "normalization")[0]
@@ -108,6 +112,8 @@ class Term(nn.Module):
             self.spec["pre"] = _spec_str(pre, "normalization")
         if self.redundant != "none" or self.unreliable != "none":
             self.spec.update(redundant=self.redundant, unreliable=self.unreliable, quantile=self.quantile)
+        if not self.schedule.constant:
+            self.spec["schedule"] = _spec_str(cfg["schedule"], "schedule")
         self.name = str(cfg.get("name") or (loss_name if self.loss.instance else f"{aff_name}/{norm_name}/{loss_name}"))
         self.spec["name"] = self.name
         self._check(where, aff_name, norm_name, loss_name)
@@ -117,9 +123,13 @@ class Term(nn.Module):
     def _check(self, where: str, aff: str, norm: str, loss: str) -> None:
         combo = f"{where} ({aff} / {norm} / {loss})"
         if self.loss.instance:
-            if aff != "identity" or norm != "none" or self.pre is not None:
+            if aff != "identity" or norm != "none":
                 raise ConfigError(
                     f"{combo}: '{loss}' is an instance term on raw logits; use affinity 'identity' and norm 'none'"
+                )
+            if self.pre is not None and (self.pre.probabilities or self.pre.requires_nonnegative):
+                raise ConfigError(
+                    f"{combo}: '{loss}' reads logits; pre '{self.spec['pre']}' does not produce logits (use pre 'zs', or none)"
                 )
             if self.source != "logits":
                 raise ConfigError(f"{combo}: '{loss}' reads logits, not '{self.source}'")
@@ -184,6 +194,8 @@ class Term(nn.Module):
             xt = self._prep(teacher[self.source], n).detach() if self.loss.uses_teacher else None
             if self.loss.instance:
                 y = targets[: nodes.batch] if targets is not None else None
+                if self.pre is not None:  # logit standardisation (pre = "zs", Sun et al., CVPR 2024)
+                    xs, xt = self.pre(xs), (self.pre(xt) if xt is not None else None)
                 value = self.loss(xs, xt, None, y)
             else:
                 sub = Nodes(nodes.batch, self.views)
@@ -205,7 +217,7 @@ class Term(nn.Module):
                     if len(s_graphs) > 1:
                         out[f"{self.name}/{gs.name}"] = (self.weight * gs.weight * part).detach()
                     value = value + gs.weight * part
-        return self.weight * value
+        return (self.weight * self.factor) * value
 
 
 class Objective(nn.Module):
@@ -242,6 +254,11 @@ class Objective(nn.Module):
 
     def teacher_sources(self) -> set[str]:
         return {t.source for t in self.terms if t.uses_teacher}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Apply each term's weight schedule for (0-based) ``epoch``: a pure function of it (resumable)."""
+        for t in self.terms:
+            t.factor = float(t.schedule(epoch))
 
     def describe(self) -> list[dict[str, Any]]:
         """The resolved terms (for run configs and tables)."""

@@ -594,6 +594,7 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                 continue
             for ln in active:
                 ln.ctx.student.train()
+                ln.objective.set_epoch(epoch)  # term weight schedules: a pure function of the epoch (resumable)
                 ln.accum = rt.accumulator(ln.names, device)
                 if ln.acc_state is not None and ln.start[0] == epoch and ln.start[1] > 0:
                     ln.accum.load(ln.acc_state)
