@@ -29,6 +29,7 @@ autocast disabled.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -82,8 +83,8 @@ class Term(nn.Module):
             self.weight = float(cfg.get("weight", 1.0))
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: weight={cfg.get('weight')!r} is not a number") from None
-        if not self.weight >= 0:
-            raise ConfigError(f"{where}: weight={self.weight} must be >= 0")
+        if not (self.weight >= 0 and math.isfinite(self.weight)):
+            raise ConfigError(f"{where}: weight={self.weight} must be a finite number >= 0")
         self.redundant = cfg.get("redundant", "none")
         self.unreliable = cfg.get("unreliable", "none")
         if self.redundant not in REDUNDANT:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 import re
 import types
 import typing
@@ -96,6 +97,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if tp is type(None):
         return "None"
+    if tp is float:
+        return "a finite float"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -132,8 +135,8 @@ def coerce(value: Any, tp: Any) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         raise TypeError
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if tp is float:  # inf/nan are refused: no parameter of akd means anything with them
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
         raise TypeError
     if tp is str:

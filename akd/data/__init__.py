@@ -26,6 +26,7 @@ from .pipeline import BatchInfo, DeviceLoader, derive_seed, normalize  # noqa: E
 from . import fashion_mnist, cifar, synthetic  # noqa: E402,F401
 
 from ..errors import ConfigError  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 
 def load_dataset(spec: Spec, data_dir: str | None = None, dev: float = 0.0, seed: int = 0) -> Dataset:
@@ -43,6 +44,10 @@ def load_dataset(spec: Spec, data_dir: str | None = None, dev: float = 0.0, seed
     extra: dict[str, Any] = {}
     if data_dir is not None and "data_dir" in entry.params and params.get("data_dir") is None:
         extra["data_dir"] = str(data_dir)
+    folder = extra.get("data_dir", params.get("data_dir"))
+    if folder is not None and not Path(folder).expanduser().is_dir():  # a typo is not a reason to download
+        what = "is not a folder" if Path(folder).expanduser().exists() else "does not exist"
+        raise ConfigError(f"data folder '{folder}' {what}; give an existing folder (--data-dir) or leave it out to use the default lookup")
     ds = DATASETS.build(spec, **extra)
     if dev > 0:
         ds = with_dev_split(ds, float(dev), seed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ MILESTONE_FRACTIONS = (150 / 240, 180 / 240, 210 / 240)
 
 
 #: fields that say where or how fast a run goes, not what it computes (left out of the fingerprint)
-NOT_RESULT_FIELDS = ("device", "log_every", "cache_dir", "data_dir", "compile", "eval_batch_size", "teacher_cache")
+NOT_RESULT_FIELDS = ("device", "log_every", "cache_dir", "data_dir", "compile", "eval_batch_size", "teacher_cache",
+                     "max_memory")
 
 
 @dataclass
@@ -72,6 +74,7 @@ class RunConfig:
     eval_batch_size: int = 1024
     checkpoint_every: int = 1  # epochs
     cache_dir: str | None = None
+    max_memory: float | None = None  # GiB one training step may use (None: 90 % of what is available; see preflight)
 
     # -- derived ---------------------------------------------------------------------------
     def seeds(self) -> dict[str, int]:
@@ -97,6 +100,10 @@ class RunConfig:
         def bad(key, why):
             raise ConfigError(f"--{key.replace('_', '-')} {getattr(self, key)!r}: {why}")
 
+        for f in dataclasses.fields(self):  # inf/nan in any number: refused before anything runs
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                bad(f.name, "must be a finite number")
         if self.epochs < 1:
             bad("epochs", "must be >= 1")
         if self.batch_size < 1:
@@ -117,6 +124,8 @@ class RunConfig:
             bad("lr_decay", "must be in (0, 1]")
         if self.log_every < 1:
             bad("log_every", "must be >= 1")
+        if self.max_memory is not None and not self.max_memory > 0:
+            bad("max_memory", "must be > 0 (GiB)")
         if self.checkpoint_every < 1:
             bad("checkpoint_every", "must be >= 1")
         if self.ra_ops < 0 or not 0 <= self.ra_magnitude <= 30:

@@ -127,15 +127,32 @@ def resolve_teacher(cfg: RunConfig, ds: Any, *, log: Callable[[str], None] = pri
     return load_model_file(d, ds.num_classes, ds.in_shape)
 
 
-def check_data_and_teacher(cfg: RunConfig) -> Any:
-    """Checks that need the data (batch size vs. data set, teacher checkpoint fit); returns the data set."""
+def check_data_and_teacher(cfg: RunConfig, ds: Any = None) -> Any:
+    """Every check that needs the data but no training; returns the data set (loaded unless given).
+
+    The batch size against the training set, a teacher checkpoint's fit, the teacher architecture's taps
+    (before it is trained), and the memory estimate of one step (:mod:`akd.engine.preflight`).
+    """
     from ..data import load_dataset
     from ..objective import build_objective
+    from .device import resolve_device
+    from .preflight import check_step_memory, check_teacher_taps
 
-    ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
+    objective = build_objective(cfg.objective)
+    if ds is None:
+        ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
     n_train = ds.train_x.shape[0]
     if cfg.batch_size > n_train:
         raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the training set ({n_train} images)")
-    if cfg.teacher_ckpt and build_objective(cfg.objective).needs_teacher:
-        load_model_file(cfg.teacher_ckpt, ds.num_classes, ds.in_shape)
+    if objective.views and cfg.batch_size < 2:
+        raise ConfigError("--batch-size must be >= 2 for relational objectives")
+    teacher_spec = None
+    if objective.needs_teacher:
+        if cfg.teacher_ckpt:
+            _, info = load_model_file(cfg.teacher_ckpt, ds.num_classes, ds.in_shape)
+            teacher_spec = info["teacher"]
+        elif cfg.teacher:
+            teacher_spec = cfg.teacher
+            check_teacher_taps(teacher_spec, objective, ds.num_classes, ds.in_shape)
+    check_step_memory(cfg, objective, ds.num_classes, ds.in_shape, resolve_device(cfg.device), teacher_spec)
     return ds

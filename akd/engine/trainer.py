@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..data import DeviceLoader, load_dataset, normalize, rand_augment
+from ..data import DeviceLoader, normalize, rand_augment
 from ..errors import AkdError, ConfigError, TrainingDiverged
 from ..models import create_model
 from ..objective import Objective, build_objective
@@ -40,12 +38,13 @@ from .config import RunConfig, config_from_dict, same_result
 from .device import autocast, resolve_device, use_channels_last
 from . import teacher_cache
 from .progress import Progress
+from .signals import EXIT_INTERRUPTED, StopFlag
 
 
 class RunInterrupted(AkdError):
     """SIGINT/SIGTERM: the run stopped after a step and saved a checkpoint."""
 
-    exit_code = 130
+    exit_code = EXIT_INTERRUPTED
 
 
 def stream_seed(*parts: int) -> int:
@@ -225,33 +224,6 @@ def evaluate(model: torch.nn.Module, x_u8: torch.Tensor, y: torch.Tensor, mean, 
     return {"top1": 100.0 * correct1.item() / n, "top5": 100.0 * correct5.item() / n, "loss": loss.item() / n}
 
 
-# --------------------------------------------------------------------------------------------
-# signals
-# --------------------------------------------------------------------------------------------
-class StopFlag:
-    """SIGINT/SIGTERM set a flag; the loop checkpoints after the current step and stops."""
-
-    def __init__(self):
-        self.requested: str | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: stop now
-        self.requested = signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
-
-
 class LocalRuntime:
     """The single-process runtime: what the training loop asks of the process group when there is none.
 
@@ -335,17 +307,12 @@ def check_taps(model: torch.nn.Module, sources: set[str], who: str, spec: str) -
 def build_context(cfg: RunConfig, *, log: Callable[[str], None] = print, teacher_module: torch.nn.Module | None = None,
                   data: Any = None, progress: bool = True) -> Context:
     """Resolve device, data, objective, student and teacher; validate everything before training starts."""
-    from .teacher import resolve_teacher
+    from .teacher import check_data_and_teacher, resolve_teacher
 
     cfg.validate()
     device = resolve_device(cfg.device)
     objective = build_objective(cfg.objective)
-    ds = data if data is not None else load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
-    n_train = ds.train_x.shape[0]
-    if cfg.batch_size > n_train:
-        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the training set ({n_train} images)")
-    if objective.views and cfg.batch_size < 2:
-        raise ConfigError("--batch-size must be >= 2 for relational objectives")
+    ds = check_data_and_teacher(cfg, data)  # batch size, taps, step memory: before any teacher is trained
     in_ch = ds.in_shape[0]
     torch.manual_seed(stream_seed(cfg.seeds()["init"], STREAM_INIT))
     student = create_model(cfg.student, num_classes=ds.num_classes, in_channels=in_ch)
