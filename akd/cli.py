@@ -470,7 +470,8 @@ def _print_table(df, out: Path) -> None:
 
     click.echo("")
     click.echo(markdown_table(df))
-    click.echo(f"results: {out / 'results.csv'}, {out / 'results.md'}, {out / 'results.png'}")
+    files = [out / f for f in ("results.csv", "results.md", "results.png", "curves.png") if (out / f).exists()]
+    click.echo("results: " + ", ".join(str(f) for f in files))
 
 
 @cli.command()
@@ -604,12 +605,28 @@ def compare(methods, seeds, config_path, dataset, data_dir, dev, student, teache
 
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False))
-def report(directory):
-    """Rebuild results.csv, results.md and results.png of a grid or compare directory."""
+@click.option("--baseline", help='A cell to compare every cell with, paired by seed (difference and paired t-test), '
+                                 'e.g. "method=ce"; writes stats_vs_<cell>.md and marks the baseline in results.png.')
+@click.option("--metric", type=click.Choice(["last_acc", "best_acc"]), default=None,
+              help="Accuracy the --baseline comparison uses (default last_acc).")
+def report(directory, baseline, metric):
+    """Rebuild results.csv/md/png and curves.png of a grid or compare directory (reads its runs, trains nothing).
+
+    \b
+    akd report benchmarks/results/fmnist_compare --baseline method=ce
+    """
     from .experiment import report as rebuild
 
-    df = rebuild(directory)
+    if metric is not None and baseline is None:
+        raise ConfigError("--metric chooses the accuracy of the --baseline comparison; add --baseline CELL or drop --metric")
+    df = rebuild(directory, baseline=baseline, metric=metric or "last_acc")
     _print_table(df, Path(directory))
+    if baseline is not None:
+        from .stats import paired_differences, stats_file, stats_markdown
+
+        click.echo("")
+        click.echo(stats_markdown(paired_differences(df, baseline, metric or "last_acc"), baseline, metric or "last_acc"))
+        click.echo(f"stats: {stats_file(Path(directory), baseline, metric or 'last_acc')}")
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ the axes gives *cells*, each run for every seed into its own run directory
 ``<out>/cells/<cell>/seed<k>/``.  Re-running the same grid resumes: finished runs are read
 back, killed runs restart from their checkpoints.  Combinations the core refuses are
 skipped and listed with their reason.  Results: ``results.csv`` (one row per cell and seed),
-``results.md`` (mean ± std of last and best accuracy per cell) and ``results.png``; all
-written atomically.
+``results.md`` (mean ± std of last and best accuracy per cell), ``results.png`` and ``curves.png``
+(:mod:`akd.plot`); all written atomically.
 
 Axes may be the term parts ``affinity, norm, loss, source, weight, pre, redundant,
 unreliable, quantile`` (they build one relational term, added to CE), ``method`` (a preset)
@@ -605,23 +605,69 @@ def markdown_table(df: pd.DataFrame, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(out: Path, df: pd.DataFrame, grid: Grid | None = None, title: str | None = None) -> None:
+def write_results(out: Path, df: pd.DataFrame, grid: Grid | None = None, title: str | None = None,
+                  baseline: str | None = None) -> None:
     atomic_write_text(out / "results.csv", df.to_csv(index=False))
     atomic_write_text(out / "results.md", markdown_table(df, title or f"Results: {out.name}"))
-    try:
-        from .plot import bar_plot
+    write_plots(out, df, title=title or out.name, baseline=baseline)
 
-        s = summarize(df)
-        s = s[s["n"] > 0]
-        if len(s):
-            png = bar_plot(list(s["cell"]), list(s["last_mean"]), list(s["last_std"]), list(s["best_mean"]),
-                           title=title or out.name)
-            if png:
-                from .engine.checkpoint import atomic_write_bytes
 
-                atomic_write_bytes(out / "results.png", png)
-    except ImportError:  # pragma: no cover - plot module is optional until it lands
-        pass
+def epoch_curves(df: pd.DataFrame) -> dict[str, list[list[float]]]:
+    """Per cell, per run (seed) with a ``metrics.jsonl``: the evaluation accuracy of epochs 1, 2, … (finished,
+    interrupted and failed runs alike: a run contributes the epochs it evaluated)."""
+    curves: dict[str, list[list[float]]] = {}
+    for _, r in df.iterrows():
+        run_dir = r.get("run_dir")
+        if not isinstance(run_dir, str) or not run_dir:
+            continue
+        acc: dict[int, float] = {}
+        try:
+            lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                rec = json.loads(line)
+                acc[int(rec["epoch"])] = float(rec["test_top1"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line of a killed run
+        if acc:
+            curves.setdefault(str(r["cell"]), []).append([acc[e] for e in range(1, max(acc) + 1) if e in acc])
+    return curves
+
+
+def _eval_set(df: pd.DataFrame) -> str:
+    """The evaluation set the runs report ("test", or "dev" with --dev), from the first readable summary."""
+    for run_dir in df.get("run_dir", pd.Series(dtype=str)).dropna():
+        try:
+            return str(json.loads((Path(str(run_dir)) / "summary.json").read_text()).get("eval_set", "test"))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return "test"
+
+
+def write_plots(out: Path, df: pd.DataFrame, title: str = "", baseline: str | None = None) -> list[Path]:
+    """``results.png`` (mean ± std per cell) and ``curves.png`` (accuracy per epoch, mean and ± std band over
+    seeds) into ``out``, atomically; returns the files written (none before a run has finished an epoch)."""
+    from .engine.checkpoint import atomic_write_bytes
+    from .plot import curves_plot, results_plot
+
+    written = []
+    teacher = pd.to_numeric(df.get("teacher_acc", pd.Series(dtype=float)), errors="coerce").dropna()
+    t_acc = float(teacher.iloc[0]) if len(teacher) else None
+    s = summarize(df)
+    s = s[s["n"] > 0]
+    if len(s):
+        png = results_plot(list(s["cell"]), list(s["last_mean"]), list(s["last_std"]), list(s["best_mean"]), list(s["best_std"]),
+                           n=list(s["n"]), title=title, teacher_acc=t_acc, baseline=baseline)
+        atomic_write_bytes(out / "results.png", png)
+        written.append(out / "results.png")
+    curves = epoch_curves(df)
+    if curves:
+        eval_set = _eval_set(df)
+        atomic_write_bytes(out / "curves.png", curves_plot(curves, title=title, eval_set=eval_set, teacher_acc=t_acc))
+        written.append(out / "curves.png")
+    return written
 
 
 def _axes_in_order(d: Path, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -640,8 +686,12 @@ def _axes_in_order(d: Path, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
     return {k: axes[k] for k in best}
 
 
-def report(directory: str | Path) -> pd.DataFrame:
-    """Rebuild results.csv/md/png of a grid or compare directory from its run directories."""
+def report(directory: str | Path, baseline: str | None = None, metric: str = "last_acc") -> pd.DataFrame:
+    """Rebuild results.csv/md/png and curves.png of a grid or compare directory from its run directories.
+
+    ``baseline``: a cell name; then also ``stats_vs_<cell>.md``, the differences to it paired by seed with a
+    paired t-test (:mod:`akd.stats`), and the baseline drawn in results.png.  Only reads the runs.
+    """
     d = Path(directory)
     spec_path = d / "grid.json"
     if not spec_path.exists():
@@ -667,5 +717,12 @@ def report(directory: str | Path) -> pd.DataFrame:
                 continue
             rows[(c.name, s)] = _row(c, s, rd, summ)
     df = _frame(cells, grid.seeds, rows)
-    write_results(d, df, grid, title=spec.get("title"))
+    table = None
+    if baseline is not None:  # a bad name or metric is an error before anything is written
+        from .stats import paired_differences, stats_file, stats_markdown
+
+        table = paired_differences(df, baseline, metric)
+    write_results(d, df, grid, title=spec.get("title"), baseline=baseline)
+    if table is not None:
+        atomic_write_text(stats_file(d, str(baseline), metric), stats_markdown(table, str(baseline), metric))
     return df

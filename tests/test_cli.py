@@ -126,6 +126,7 @@ def test_grid_2x2x1_writes_four_finished_rows_and_reports(grid_dir):
     assert set(zip(df["affinity"], df["norm"])) == {("gram", "l2"), ("gram", "zs"), ("cosine", "l2"), ("cosine", "zs")}
     assert (df["seed"] == 0).all() and df["last_acc"].between(0, 100).all()
     assert (g / "results.md").is_file() and (g / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (g / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # accuracy per epoch, from metrics.jsonl
     md = (g / "results.md").read_text()
     for cell in df["cell"]:
         assert f"| {cell} | 1/1 |" in md
@@ -152,12 +153,12 @@ def test_grid_rerun_redoes_no_cell_and_gives_the_same_table(grid_dir, tmp_path, 
 def test_report_regenerates_the_same_results(grid_dir):
     g, _, _ = grid_dir
     saved_md, saved_csv = (g / "results.md").read_text(), (g / "results.csv").read_text()
-    for f in ("results.md", "results.csv", "results.png"):
+    for f in ("results.md", "results.csv", "results.png", "curves.png"):
         (g / f).unlink()
     out, _ = ok("report", str(g))
     assert (g / "results.md").read_text() == saved_md
     assert (g / "results.csv").read_text() == saved_csv
-    assert (g / "results.png").is_file()
+    assert (g / "results.png").is_file() and (g / "curves.png").is_file()
     assert "| cell | seeds |" in out
 
 
