@@ -1,7 +1,17 @@
 """The ``akd`` command line: run, teacher, list, grid, compare, report, demo.
 
-User errors (:class:`akd.errors.AkdError`, click usage errors) print one line and exit
-with code 2 (130 for an interrupted run); ``--debug`` shows the traceback.
+Exit codes:
+
+* 0 -- done (for grid/compare: every cell ran; cells that failed are rows with status ``failed``);
+* 2 -- user error: bad input (unknown names, invalid values or combinations, options that would be
+  ignored, missing or damaged files, an output folder holding another run), one line on stderr,
+  detected before anything is written; ``--debug`` shows the traceback;
+* 3 -- the run diverged: a loss term became NaN/inf; the run is marked ``failed`` and keeps its
+  last good checkpoint (:class:`akd.errors.TrainingDiverged`);
+* 130 -- interrupted (SIGINT/SIGTERM): stopped after the current step with a checkpoint; ``--resume``
+  continues it.
+
+``akd --help`` imports no torch: the commands import what they need when they run.
 """
 
 from __future__ import annotations
@@ -54,7 +64,7 @@ def _usage_line(e: click.UsageError) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors are one line on stderr and exit code 2 (130 when interrupted)."""
+    """Console entry point: user errors are one line on stderr and exit code 2 (3 diverged, 130 interrupted)."""
     args = list(argv if argv is not None else sys.argv[1:])
     State.debug = "--debug" in args
     if State.debug:  # accept --debug anywhere on the line, not only before the command
@@ -297,7 +307,7 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
     akd run --method rkd --dataset "synthetic(n=512)" --teacher resnet20 --student resnet8 --epochs 2
     akd run --config experiments/fashion_mnist_demo.toml --seed 1
     akd run --method vrm --teacher cnn_wide --student cnn_small --batch-size 128 --nproc 2 --global-relations
-    torchrun --nproc_per_node 4 -m akd run --config experiments/cifar100.toml --global-relations --sync-bn
+    torchrun --nproc_per_node 4 -m akd run --config experiments/cifar100/resnet56_resnet20.toml --global-relations --sync-bn
     """
     from .engine import train
     from .engine.distributed import DistOptions, check_world, launch, torchrun_world, train_distributed
@@ -545,6 +555,8 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
         if k in g.axes:
             raise ConfigError(f"axis '{k}' is given twice")
         g.axes[k] = [_auto(x) for x in split_list(v)]
+    if seeds is not None and seed is not None:
+        raise ConfigError(f"give either --seeds or --seed, not both (--seed {seed} would be ignored; e.g. --seeds {seed},{seed + 1})")
     if seeds is not None:
         g.seeds = _seeds(seeds)
     elif seed is not None:
@@ -588,6 +600,8 @@ def compare(methods, seeds, config_path, dataset, data_dir, dev, student, teache
     """
     from .experiment import Grid, run_grid, split_list
 
+    if seed is not None:  # run_options' --seed: a comparison runs every seed of --seeds
+        raise ConfigError(f"akd compare takes --seeds (comma-separated), not --seed; use --seeds {seed}")
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
                      teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_, teacher_cache=teacher_cache)
     base = build_config(config_path, overrides, {})

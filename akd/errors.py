@@ -1,7 +1,8 @@
 """Errors akd raises for problems a user can fix.
 
 Every :class:`AkdError` is a *user* error: the CLI prints its one-line message
-and exits with code 2 (no traceback unless ``--debug``).  Programming errors stay
+and exits with its ``exit_code`` (no traceback unless ``--debug``): 2 for bad input, 3 for a
+run that diverged (:class:`TrainingDiverged`), 130 for an interrupted run.  Programming errors stay
 ordinary Python exceptions.
 """
 
@@ -30,7 +31,9 @@ class CheckpointError(AkdError):
 
 
 class TrainingDiverged(AkdError):
-    """A loss term became NaN/inf; the run stopped and kept its last good checkpoint."""
+    """A loss term became NaN/inf; the run stopped and kept its last good checkpoint (CLI exit code 3)."""
+
+    exit_code = 3
 
 
 def closest(value: str, choices: Iterable[str]) -> str | None:

@@ -649,10 +649,10 @@ def test_truncated_run_checkpoint_with_resume(tmp_path):
 # ------------------------------------------------------------------------------------------
 # faults: divergence
 # ------------------------------------------------------------------------------------------
-def test_divergence_exits_2_naming_step_and_term(tmp_path):
+def test_divergence_exits_3_naming_step_and_term(tmp_path):
     d = tmp_path / "run"
     code, _, err = akd("run", "--method", "ce", *COMMON, "--epochs", "2", "--lr", "1e30", "--out", str(d))
-    line = one_line_error(code, err, "NaN/inf", "at step", "ce")
+    line = one_line_error(code, err, "NaN/inf", "at step", "ce", exit_code=3)  # 3: diverged (2 is bad input)
     s = summary(d)
     assert s["status"] == "failed" and "NaN/inf" in s["reason"]
     assert not (d / "model.pt").exists() and not (d / "checkpoint.pt").exists() and "none (first epoch)" in line
@@ -673,7 +673,7 @@ def test_divergence_in_epoch_2_keeps_epoch_1_checkpoint(tmp_path, monkeypatch, c
     d = tmp_path / "run"
     monkeypatch.setattr(Objective, "forward", poisoned)
     code, _, err = akd("run", "--method", "ce", *COMMON, "--epochs", "2", "--out", str(d))
-    line = one_line_error(code, err, "loss term(s) ce, total", "NaN/inf at step 3", str(d / "checkpoint.pt"))
+    line = one_line_error(code, err, "loss term(s) ce, total", "NaN/inf at step 3", str(d / "checkpoint.pt"), exit_code=3)
     assert "none (first epoch)" not in line
     assert summary(d)["status"] == "failed"
     ck = load_checkpoint(d / "checkpoint.pt")  # loadable, the end of epoch 1
