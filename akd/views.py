@@ -62,6 +62,9 @@ def virtual_views(x: torch.Tensor, k: int = 1, generator: torch.Generator | None
         raise ConfigError(f"virtual_views: the generator is on {generator.device.type}, the batch on {x.device.type}")
     with torch.no_grad():
         pixels = ((x.detach().float() * s + m) * 255.0).round().clamp_(0, 255).to(torch.uint8)
-        views = [((rand_augment(pixels, generator, num_ops=num_ops, magnitude=magnitude).float() / 255.0 - m) / s).to(x.dtype)
-                 for _ in range(k)]
+        views = []
+        for _ in range(k):
+            out = rand_augment(pixels, generator, num_ops=num_ops, magnitude=magnitude)
+            assert isinstance(out, torch.Tensor)  # (return_params=False: the batch alone)
+            views.append(((out.float() / 255.0 - m) / s).to(x.dtype))
     return torch.cat([x, *views])
