@@ -365,9 +365,12 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
 @run_options
 @click.option("--list", "list_", is_flag=True, help="Show the teacher cache.")
 @click.option("--model", help="Teacher model spec (same as --student/--teacher).")
+@click.option("--import", "import_", type=click.Path(), help="Import a teacher file (akd, RepDistiller/CRD/mdistiller, "
+              "torchdistill, bare state_dict) for --model on --dataset: measure its test accuracy once and add it to the cache, "
+              "so --teacher MODEL reuses it.")
 def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
-            device, compile_, teacher_cache, quiet, list_, model):
-    """Train (or reuse) a cached teacher; --list shows the cache."""
+            device, compile_, teacher_cache, quiet, list_, model, import_):
+    """Train (or reuse) a cached teacher; --import FILE adds a published one; --list shows the cache."""
     from .engine import list_teachers, train
     from .engine.teacher import teacher_config, teacher_dir
 
@@ -383,6 +386,12 @@ def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt,
             click.echo(f"teacher-view tables (--teacher-cache): {n} file(s), {size / 2**20:,.1f} MiB in {views} (delete to free space)")
         return
     name = model or teacher or student
+    if import_:
+        from .engine.teacher_files import import_teacher
+
+        cfg = build_config(config_path, dict(dataset=dataset, data_dir=data_dir, dev=dev, device=device), {})
+        import_teacher(import_, name, cfg, log=lambda m: click.echo(m, err=m.startswith("warning")))
+        return
     if not name:
         raise ConfigError("give the teacher model: akd teacher --model resnet32x4 [--dataset ...]")
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, teacher=name, epochs=epochs, batch_size=batch_size, lr=lr,

@@ -539,7 +539,8 @@ def _row(c: Cell, seed: int, d: Path, s: dict[str, Any]) -> dict[str, Any]:
     r = {"cell": c.name, **{k: str(v) for k, v in c.values.items()}, "seed": seed, "status": s.get("status", "?"),
          "last_acc": s.get("last_acc"), "best_acc": s.get("best_acc"), "best_epoch": s.get("best_epoch"),
          "teacher_acc": s.get("teacher_acc"), "time_s": s.get("time_s"), "images_per_s": s.get("images_per_s"),
-         "init_digest": s.get("init_digest"), "data_digest": s.get("data_digest"), "run_dir": str(d), "reason": s.get("reason", "")}
+         "init_digest": s.get("init_digest"), "data_digest": s.get("data_digest"), "run_dir": str(d), "reason": s.get("reason", ""),
+         "run_dataset": s.get("dataset"), "run_teacher": s.get("teacher"), "run_student": s.get("student")}
     return r
 
 
@@ -592,16 +593,27 @@ def markdown_table(df: pd.DataFrame, title: str = "") -> str:
         lines += [f"# {title}", ""]
     if len(teacher):
         lines += [f"Teacher accuracy: {teacher.iloc[0]:.2f}%", ""]
-    lines += ["| cell | seeds | last acc (%) | best acc (%) | time / run (s) |", "|---|---|---|---|---|"]
+    from .published import published_for_cells
+
+    pub = published_for_cells(df)  # cells whose (dataset, teacher, student, method) has a published accuracy
+    extra = " published (%) | last − published |" if pub else ""
+    lines += ["| cell | seeds | last acc (%) | best acc (%) | time / run (s) |" + extra,
+              "|---|---|---|---|---|" + ("---|---|" if pub else "")]
     for _, r in s.iterrows():
         if r["status"] == "skipped":
             reason = df[df["cell"] == r["cell"]]["reason"].iloc[0]
-            lines.append(f"| {r['cell']} | skipped | {reason} | | |")
+            lines.append(f"| {r['cell']} | skipped | {reason} | | |" + (" | |" if pub else ""))
             continue
         t = "-" if math.isnan(r["time_s"]) else f"{r['time_s']:.2f}"
+        p = pub.get(r["cell"])
+        more = "" if not pub else (" | |" if p is None or r["n"] == 0 else f" {p['acc']:.2f} | {r['last_mean'] - p['acc']:+.2f} |")
         lines.append(f"| {r['cell']} | {r['n']}/{r['of']} | {_pm(r['last_mean'], r['last_std'], r['n'])} | "
-                     f"{_pm(r['best_mean'], r['best_std'], r['n'])} | {t} |")
+                     f"{_pm(r['best_mean'], r['best_std'], r['n'])} | {t} |" + more)
     lines += ["", "mean ± sample std over seeds (ddof=1); 'last' = final epoch, 'best' = best epoch on the evaluation set."]
+    if pub:
+        sources = sorted({p["source"] for p in pub.values()})
+        lines += ["'published': top-1 of the same teacher/student pair in the literature "
+                  f"(experiments/<dataset>/published.toml): {'; '.join(sources)}."]
     return "\n".join(lines) + "\n"
 
 

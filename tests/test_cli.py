@@ -281,7 +281,7 @@ def test_list_unknown_family_is_exit_2_with_choices():
     code, out, err = akd("list", "lossez")
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [
-        "error: unknown family 'lossez' (did you mean 'loss'?); valid choices: affinity, dataset, loss, method, model, norm"]
+        "error: unknown family 'lossez' (did you mean 'loss'?); valid choices: affinity, dataset, loss, method, model, norm, schedule"]
 
 
 # ------------------------------------------------------------------------------------------

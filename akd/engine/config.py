@@ -130,8 +130,6 @@ class RunConfig:
             bad("checkpoint_every", "must be >= 1")
         if self.ra_ops < 0 or not 0 <= self.ra_magnitude <= 30:
             bad("ra_magnitude", "ra_ops must be >= 0 and ra_magnitude in [0, 30]")
-        if self.teacher is not None and self.teacher_ckpt is not None:
-            raise ConfigError("give either --teacher MODEL or --teacher-ckpt PATH, not both")
         return self
 
     def to_dict(self) -> dict[str, Any]:

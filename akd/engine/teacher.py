@@ -21,6 +21,7 @@ import torch
 from ..errors import CheckpointError, ConfigError
 from ..models import create_model
 from .checkpoint import load_checkpoint, weights_digest
+from .teacher_files import load_teacher_file, read_weights
 from .config import RunConfig
 
 
@@ -62,6 +63,11 @@ def list_teachers(cache_dir: str | None = None) -> list[dict[str, Any]]:
             continue
         rows.append({"model": c["student"], "dataset": c["dataset"], "epochs": c["epochs"], "seed": c["seed"],
                      "status": s.get("status"), "acc": s.get("last_acc"), "path": str(d / "model.pt")})
+    from .teacher_files import imported_records
+
+    for r in imported_records(cache_dir):  # `akd teacher --import`: measured once, reused by name
+        rows.append({"model": r["model"], "dataset": r["dataset"], "epochs": r["file"].get("epoch", "-"), "seed": "-",
+                     "status": "imported", "acc": r["test_acc"], "path": str(Path(r["dir"]) / "model.pt")})
     return rows
 
 
@@ -92,7 +98,7 @@ _DIGESTS: dict[tuple[str, int, int], str] = {}
 def teacher_file_digest(cfg: RunConfig) -> str | None:
     """The weights digest of the teacher ``cfg`` would use, if its file exists already (``--teacher-ckpt`` or the
     cached teacher); None when there is none yet (it would be trained) or it cannot be read (reported later)."""
-    p = Path(cfg.teacher_ckpt) if cfg.teacher_ckpt else (teacher_dir(cfg) / "model.pt" if cfg.teacher else None)
+    p = Path(cfg.teacher_ckpt) if cfg.teacher_ckpt else (_cached_teacher_file(cfg) if cfg.teacher else None)
     if p is not None and p.is_dir():
         p = p / "model.pt"
     if p is None or not p.is_file():
@@ -101,21 +107,44 @@ def teacher_file_digest(cfg: RunConfig) -> str | None:
     key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _DIGESTS:
         try:
-            _DIGESTS[key] = weights_digest(load_checkpoint(p)["state_dict"])
+            _DIGESTS[key] = weights_digest(read_weights(p)[0])  # any teacher file format (akd.engine.teacher_files)
         except (CheckpointError, KeyError):
             return None
     return _DIGESTS[key]
 
 
+def _cached_teacher_file(cfg: RunConfig) -> Path:
+    """The cache's file for ``--teacher MODEL``: an imported teacher of (model, dataset) if any, else the trained one."""
+    from .teacher_files import imported_dir
+
+    imp = imported_dir(cfg.teacher, cfg.dataset, cfg.cache_dir) / "model.pt"
+    return imp if (cfg.dev == 0 and imp.is_file()) else teacher_dir(cfg) / "model.pt"
+
+
+def _with_published_check(loaded: tuple, cfg: RunConfig, log: Callable[[str], None]) -> tuple:
+    """Warn when the teacher's measured accuracy is more than 0.2 points from its published one."""
+    from .teacher_files import published_gap_warning
+
+    warn = published_gap_warning(loaded[1]["teacher"], cfg.dataset, loaded[1].get("teacher_acc"))
+    if warn:
+        log(warn)
+    return loaded
+
+
 def resolve_teacher(cfg: RunConfig, ds: Any, *, log: Callable[[str], None] = print, progress: bool = True):
     """The frozen teacher for ``cfg``: from ``--teacher-ckpt``, or the cache (trained on a miss)."""
-    if cfg.teacher_ckpt:
-        return load_model_file(cfg.teacher_ckpt, ds.num_classes, ds.in_shape)
+    if cfg.teacher_ckpt:  # akd, RepDistiller/CRD/mdistiller, torchdistill-style or bare state_dict files
+        return _with_published_check(load_teacher_file(cfg.teacher_ckpt, cfg.teacher, ds.num_classes, ds.in_shape,
+                                                       cfg.cache_dir), cfg, log)
     if not cfg.teacher:
         raise ConfigError("this objective needs a teacher: give --teacher MODEL or --teacher-ckpt PATH")
     from ..models import MODELS
 
     MODELS.resolve(cfg.teacher)  # a misspelt teacher is an error before a cache entry is made
+    imp = _cached_teacher_file(cfg)
+    if imp.parent.parent.name == "imported":  # `akd teacher --import` put a (published) teacher here
+        log(f"using imported teacher {imp.parent}")
+        return _with_published_check(load_teacher_file(imp, cfg.teacher, ds.num_classes, ds.in_shape, cfg.cache_dir), cfg, log)
     d = teacher_dir(cfg)
     if not (d / "model.pt").exists():
         from .trainer import train
@@ -149,7 +178,7 @@ def check_data_and_teacher(cfg: RunConfig, ds: Any = None) -> Any:
     teacher_spec = None
     if objective.needs_teacher:
         if cfg.teacher_ckpt:
-            _, info = load_model_file(cfg.teacher_ckpt, ds.num_classes, ds.in_shape)
+            _, info = load_teacher_file(cfg.teacher_ckpt, cfg.teacher, ds.num_classes, ds.in_shape, cfg.cache_dir)
             teacher_spec = info["teacher"]
         elif cfg.teacher:
             teacher_spec = cfg.teacher
