@@ -40,6 +40,7 @@ def _fail(e: BaseException, message: str | None = None, code: int | None = None)
     if State.debug:
         traceback.print_exc()
     text = " ".join(str(message if message is not None else e).split("\n")).strip() or type(e).__name__
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # a \r or \x1b in a user's value stays visible
     click.echo(f"error: {text}", err=True)
     _exit(code if code is not None else getattr(e, "exit_code", 2))
 
@@ -147,6 +148,8 @@ def run_options(f):
         click.option("--teacher-cache/--no-teacher-cache", "teacher_cache", default=None,
                      help="Look teacher logits/pooled up in the exact per-view cache (kd, rkd, cc, pkt; built once per teacher "
                           "and data set, stored under <akd cache>/teacher-views for later runs)."),
+        click.option("--max-memory", type=float, help="GiB one training step may use (default: 90% of the memory available "
+                                                     "now); a step estimated above it is refused before any work."),
         click.option("--quiet", is_flag=True, help="No progress display."),
     ]
     for o in reversed(opts):
@@ -290,6 +293,7 @@ def print_summary(s: dict[str, Any], out: Path) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/<method>-<student>-<dataset>-s<seed>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (with its stored config).")
 @click.option("--force", is_flag=True, help="Overwrite a different run in --out.")
+@click.option("--check", is_flag=True, help="Run every check (specs, data, teacher, taps, step memory, output folders) and print what would run; train and write nothing.")
 @click.option("--nproc", type=int, default=None,
               help="Train with N processes (DistributedDataParallel; one GPU each on CUDA, gloo on CPU). "
                    "--batch-size is the global batch (N must divide it); the lr is not rescaled.")
@@ -299,7 +303,7 @@ def print_summary(s: dict[str, Any], out: Path) -> None:
 @click.option("--sync-bn/--no-sync-bn", default=None,
               help="Multi-process on CUDA: SyncBatchNorm in the student (default off; --resume keeps the run's choice).")
 def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
-        device, compile_, teacher_cache, quiet, out, resume, force, nproc, global_relations, sync_bn, **objective_flags):
+        device, compile_, teacher_cache, max_memory, quiet, out, resume, force, check, nproc, global_relations, sync_bn, **objective_flags):
     """One run: train a student with an objective (flags, --method or --config).
 
     \b
@@ -316,7 +320,7 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
 
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
                      teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                     compile=compile_, teacher_cache=teacher_cache)
+                     compile=compile_, teacher_cache=teacher_cache, max_memory=max_memory)
     cfg = build_config(config_path, overrides, {k.rstrip("_"): v for k, v in objective_flags.items()})
     out_dir = Path(out) if out else default_out(cfg)
     if resume and force:
@@ -336,6 +340,11 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
     rank0 = world is None or world[0] == 0
     if procs > 1 and not resume:
         check_world(cfg, procs, opts)
+    if check:
+        from .engine.preflight import run_plan
+
+        click.echo("\n".join(run_plan(cfg, out_dir, resume=resume, force=force)))
+        return
     echo = lambda m: click.echo(m, err=True)
     data = None
     if not resume and rank0:  # the stored config replaces the flags on --resume; otherwise check the data before writing
@@ -369,7 +378,7 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
               "torchdistill, bare state_dict) for --model on --dataset: measure its test accuracy once and add it to the cache, "
               "so --teacher MODEL reuses it.")
 def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
-            device, compile_, teacher_cache, quiet, list_, model, import_):
+            device, compile_, teacher_cache, max_memory, quiet, list_, model, import_):
     """Train (or reuse) a cached teacher; --import FILE adds a published one; --list shows the cache."""
     from .engine import list_teachers, train
     from .engine.teacher import teacher_config, teacher_dir
@@ -395,7 +404,7 @@ def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt,
     if not name:
         raise ConfigError("give the teacher model: akd teacher --model resnet32x4 [--dataset ...]")
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, teacher=name, epochs=epochs, batch_size=batch_size, lr=lr,
-                     device=device, compile=compile_, teacher_cache=teacher_cache, teacher_epochs=teacher_epochs)
+                     device=device, compile=compile_, teacher_cache=teacher_cache, max_memory=max_memory, teacher_epochs=teacher_epochs)
     cfg = build_config(config_path, overrides, {})
     if seed is not None:
         cfg.teacher_seed = seed
@@ -518,9 +527,10 @@ def _print_table(df, out: Path) -> None:
                    "when the cluster has GPUs). Needs pip install akd[ray].")
 @click.option("--address", help="Ray cluster to join (--backend ray), e.g. auto or ray://head:10001; default: a local Ray.")
 @click.option("--force", is_flag=True, help="Redo the runs in --out that were trained with another config (without it: an error).")
+@click.option("--check", is_flag=True, help="Run every check (specs, data, teacher, taps, step memory, output folders) and print what would run; train and write nothing.")
 def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redundant, unreliable, extra_axes, seeds, ce_weight,
          config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
-         device, compile_, teacher_cache, quiet, out, jobs, share_teacher, backend, address, force):
+         device, compile_, teacher_cache, max_memory, quiet, out, jobs, share_teacher, backend, address, force, check):
     """Ablation grid: cartesian product of axes over a base config, several seeds, resumable.
 
     \b
@@ -534,7 +544,7 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: must be >= 1")
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
-                     teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_, teacher_cache=teacher_cache)
+                     teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_, teacher_cache=teacher_cache, max_memory=max_memory)
     if grid_path:
         from .engine import RunConfig, load_config
 
@@ -578,6 +588,11 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
         raise ConfigError("akd grid starts its own workers (--jobs, --backend ray); run it without torchrun")
     if address and backend != "ray":
         raise ConfigError("--address is the Ray cluster of --backend ray; add --backend ray or drop --address")
+    if check:
+        from .experiment import check_grid
+
+        click.echo("\n".join(check_grid(g, Path(out), force=force)))
+        return
     df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True), share_teacher=share_teacher,
                   backend=backend, address=address, force=force)
     _print_table(df, Path(out))
@@ -599,8 +614,9 @@ def _auto(x: str):
 @click.option("--out", type=click.Path(file_okay=False), default="runs/compare", show_default=True, help="Comparison directory (re-run to resume).")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Runs in parallel (processes).")
 @click.option("--force", is_flag=True, help="Redo the runs in --out that were trained with another config (without it: an error).")
+@click.option("--check", is_flag=True, help="Run every check (specs, data, teacher, taps, step memory, output folders) and print what would run; train and write nothing.")
 def compare(methods, seeds, config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size,
-            lr, seed, device, compile_, teacher_cache, quiet, out, jobs, force):
+            lr, seed, device, compile_, teacher_cache, max_memory, quiet, out, jobs, force, check):
     """Compare methods on equal footing: one teacher checkpoint, and per seed the same student init and data order.
 
     \b
@@ -612,7 +628,7 @@ def compare(methods, seeds, config_path, dataset, data_dir, dev, student, teache
     if seed is not None:  # run_options' --seed: a comparison runs every seed of --seeds
         raise ConfigError(f"akd compare takes --seeds (comma-separated), not --seed; use --seeds {seed}")
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
-                     teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_, teacher_cache=teacher_cache)
+                     teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_, teacher_cache=teacher_cache, max_memory=max_memory)
     base = build_config(config_path, overrides, {})
     ms = split_list(methods)
     if not ms:
@@ -622,6 +638,11 @@ def compare(methods, seeds, config_path, dataset, data_dir, dev, student, teache
     for m in ms:
         METHODS.get(m)
     g = Grid(base, {"method": ms}, _seeds(seeds))
+    if check:
+        from .experiment import check_grid
+
+        click.echo("\n".join(check_grid(g, Path(out), force=force)))
+        return
     df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True), force=force)
     _print_table(df, Path(out))
 

@@ -301,14 +301,16 @@ def preflight(cells: list[Cell]) -> None:
     """Bad input is an error before anything is written, not a column of failed rows.
 
     For every runnable cell: the device, the model names, the data set (loaded once per
-    distinct spec: missing or corrupt files), the batch size against the training set and a
-    given teacher checkpoint (readable, matching classes and input shape).
+    distinct spec: missing or corrupt files), the batch size against the training set, a
+    given teacher checkpoint (readable, matching classes and input shape), the models' taps and
+    the memory estimate of one step (:func:`akd.engine.teacher.check_data_and_teacher`).
     """
+    from .data import load_dataset
     from .engine.device import resolve_device
     from .engine.teacher import check_data_and_teacher
     from .models import MODELS
-    from .objective import build_objective
 
+    data: dict[str, Any] = {}
     checked: set[str] = set()
     for c in cells:
         cfg = c.config
@@ -318,13 +320,24 @@ def preflight(cells: list[Cell]) -> None:
         MODELS.resolve(cfg.student)
         if cfg.teacher:
             MODELS.resolve(cfg.teacher)
-        key = json.dumps([cfg.dataset, cfg.data_dir, cfg.dev, cfg.batch_size,
-                          cfg.teacher_ckpt if build_objective(cfg.objective).needs_teacher else None],
-                         sort_keys=True, default=str)
+        key = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
         if key in checked:
             continue
         checked.add(key)
-        check_data_and_teacher(cfg)
+        dkey = json.dumps([cfg.dataset, cfg.data_dir, cfg.dev], default=str)
+        if dkey not in data:
+            data[dkey] = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
+        check_data_and_teacher(cfg, data[dkey])
+
+
+def skip_teacherless(cells: list[Cell]) -> None:
+    """Cells whose objective needs a teacher that the grid does not name are skipped, with the reason."""
+    from .objective import build_objective
+
+    for c in cells:
+        cfg = c.config
+        if cfg is not None and not (cfg.teacher or cfg.teacher_ckpt) and build_objective(cfg.objective).needs_teacher:
+            c.skipped, c.config = "this objective needs a teacher: give --teacher MODEL or --teacher-ckpt PATH", None
 
 
 def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[str], None], progress: bool,
@@ -350,8 +363,7 @@ def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[st
         if cfg.teacher_ckpt:
             continue
         if not cfg.teacher:
-            for c in cs:
-                c.skipped, c.config = "this objective needs a teacher: give --teacher MODEL or --teacher-ckpt PATH", None
+            skip_teacherless(cs)
             continue
         if train_teacher is not None:
             info = {"teacher_path": train_teacher(cfg)}
@@ -401,6 +413,54 @@ def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = Tru
     finally:
         if runner is not None:
             runner.close()
+
+
+def check_grid(grid: Grid, out: str | Path, *, force: bool = False) -> list[str]:
+    """``--check``: every check :func:`run_grid` makes before training, and what it would do; trains and writes nothing.
+
+    Returns the plan as lines: skipped cells with their reason, each teacher (reuse, train or checkpoint), each
+    cell × seed folder (new, read back, continued, redone) and the largest step-memory estimate.
+    """
+    from .data import load_dataset
+    from .engine.preflight import folder_plan, step_plan, teacher_plan
+    from .engine.teacher import teacher_dir
+
+    grid.validate()
+    out = Path(out)
+    cells = grid.cells()
+    preflight(cells)
+    skip_teacherless(cells)
+    lines = [f"grid: {len(cells)} cell(s) x {len(grid.seeds)} seed(s) into {out}"]
+    lines += [f"  skip {c.name}: {c.skipped}" for c in cells if c.skipped]
+    runnable = [c for c in cells if c.config is not None]
+    for t in sorted({teacher_plan(c.config) for c in runnable} - {"none needed"}):
+        lines.append(f"teacher: {t}")
+    stale = []
+    for c in runnable:
+        for s in grid.seeds:
+            cfg = dataclasses.replace(c.config, seed=s)
+            if cfg.teacher and not cfg.teacher_ckpt and (teacher_dir(cfg) / "model.pt").exists():
+                cfg = dataclasses.replace(cfg, teacher=None, teacher_ckpt=str(teacher_dir(cfg) / "model.pt"))
+            what = folder_plan(cfg, out / "cells" / c.slug / f"seed{s}", force=force)
+            if what.startswith("redone: it holds another config"):
+                stale.append((c.name, s))
+            lines.append(f"  {c.name} seed {s}: {what}")
+    if stale and not force:
+        name, seed = stale[0]
+        raise ConfigError(f"--out {out} holds {len(stale)} run(s) of another config than this grid (e.g. {name} seed {seed}); "
+                          "use --force to redo them, or another --out")
+    data: dict[str, Any] = {}
+    plans = []
+    for c in runnable:
+        key = json.dumps([c.config.dataset, c.config.data_dir, c.config.dev], default=str)
+        if key not in data:
+            data[key] = load_dataset(c.config.dataset, data_dir=c.config.data_dir, dev=c.config.dev, seed=0)
+        plans.append((*step_plan(c.config, data[key]), c.name))
+    if plans:
+        _, plan, name = max(plans, key=lambda p: p[0])
+        lines.append(f"step memory (largest, {name}): {plan}")
+    lines.append("check passed: nothing was trained or written")
+    return lines
 
 
 def _config_diff(stored: dict[str, Any], cfg: RunConfig) -> str:

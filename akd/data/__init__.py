@@ -44,7 +44,7 @@ def load_dataset(spec: Spec, data_dir: str | None = None, dev: float = 0.0, seed
     extra: dict[str, Any] = {}
     if data_dir is not None and "data_dir" in entry.params and params.get("data_dir") is None:
         extra["data_dir"] = str(data_dir)
-    folder = extra.get("data_dir", params.get("data_dir"))
+    folder = data_dir if data_dir is not None else params.get("data_dir")
     if folder is not None and not Path(folder).expanduser().is_dir():  # a typo is not a reason to download
         what = "is not a folder" if Path(folder).expanduser().exists() else "does not exist"
         raise ConfigError(f"data folder '{folder}' {what}; give an existing folder (--data-dir) or leave it out to use the default lookup")

@@ -37,6 +37,7 @@ from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, wei
 from .config import RunConfig, config_from_dict, same_result
 from .device import autocast, resolve_device, use_channels_last
 from . import teacher_cache
+from .environment import environment
 from .progress import Progress
 from .signals import EXIT_INTERRUPTED, StopFlag
 
@@ -521,6 +522,7 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
             "seed": c.seed, "seeds": c.seeds(), "device": str(device), "epochs": c.epochs, "fingerprint": c.fingerprint(),
             "eval_set": getattr(ds, "eval_name", "test"), "init_digest": ln.ctx.init_digest, "data_digest": d_digest,
             "lr": c.resolved_lr(), "batch_size": c.batch_size, "shared_lanes": len(lanes),
+            "environment": environment(device),
         }
         ln.summary.update(rt.describe())  # world size, per-rank batch, relation scope under DDP
         if rt.writer:
