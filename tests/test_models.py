@@ -28,7 +28,8 @@ LITERATURE = [
 CPU_CNNS = ["cnn_tiny", "cnn_small", "cnn_wide"]
 
 # Heaviest models: only the forward-shape test, no backward.
-HEAVY = {"ResNet50", "vgg11", "vgg13", "vgg16", "vgg19", "resnet110", "resnet32x4"}
+HEAVY = {"ResNet50", "vgg11", "vgg13", "vgg16", "vgg19", "resnet110", "resnet32x4",
+         "resnet34_imagenet", "resnet50_imagenet", "mobilenetv2_imagenet", "mobilenetv1_imagenet"}  # slow backward on CPU
 
 # Parameter counts for 100 classes, RGB: published numbers of RepDistiller / CRD (Tian et al. 2020,
 # Table 1 and the mdistiller model zoo), in millions.  Asserted within 2%.

@@ -17,6 +17,8 @@ so parameter counts and ``state_dict`` keys match theirs):
 * MobileNetV2 (= mobile_half, alias mobilenetv2) (:mod:`.mobilenetv2`)
 * ShuffleV1, ShuffleV2 (:mod:`.shufflenet`)
 * small CPU CNNs: cnn_tiny, cnn_small, cnn_wide (:mod:`.cnn`)
+* ImageNet (torchvision's architectures and weight names): resnet18_imagenet, resnet34_imagenet,
+  resnet50_imagenet, mobilenetv2_imagenet, mobilenetv1_imagenet (:mod:`.imagenet`)
 
 Arbitrary modules get the same taps with :class:`~akd.models.hooks.TappedModel`;
 :func:`~akd.models.hooks.torchvision_model` wraps torchvision classifiers
@@ -32,7 +34,7 @@ import torch.nn as nn
 from ..errors import ConfigError
 from ..registry import Spec, parse_spec
 from .base import MODELS, TAPS, TapsModel, count_parameters
-from . import cnn, mobilenetv2, resnet, resnetv2, shufflenet, vgg, wrn  # noqa: F401  (register models)
+from . import cnn, imagenet, mobilenetv2, resnet, resnetv2, shufflenet, vgg, wrn  # noqa: F401  (register models)
 from .hooks import TappedModel, torchvision_model
 
 __all__ = [
