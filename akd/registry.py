@@ -52,34 +52,72 @@ def parse_spec(spec: Spec, family: str = "part") -> tuple[str, dict[str, Any]]:
     name, body = m.group(1), m.group(2)
     params: dict[str, Any] = {}
     if body and body.strip():
+        src = f"f({body})"
         try:
-            call = ast.parse(f"f({body})", mode="eval").body
+            call = ast.parse(src, mode="eval").body
         except SyntaxError:
-            raise ConfigError(f"cannot parse parameters of {family} spec '{spec}'; expected key=value pairs") from None
+            return name, _loose_params(body, family, spec)
         if not isinstance(call, ast.Call) or call.args:
             raise ConfigError(f"{family} spec '{spec}': parameters must be given as key=value")
         for kw in call.keywords:
             if kw.arg is None:
                 raise ConfigError(f"{family} spec '{spec}': '**' is not allowed")
-            params[kw.arg] = _literal(kw.value)
+            params[kw.arg] = _literal(kw.value, src)
     return name, params
 
 
-def _literal(node: ast.AST) -> Any:
-    """A literal value; a bare identifier (``t=abc``) is read as the string 'abc'."""
+def _split_top_level(body: str) -> list[str]:
+    """``body`` split at the commas outside quotes and brackets."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(body):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(body[start:i])
+            start = i + 1
+    return parts + [body[start:]]
+
+
+def _loose_params(body: str, family: str, spec: str) -> dict[str, Any]:
+    """Parameters that are not Python syntax: ``key=value`` pairs split at top-level commas, each value read as a
+    literal when it is one and otherwise kept as its stripped text -- so unquoted paths work
+    (``image-folder(root=/data/my images,size=224)`` gives ``root='/data/my images'``); quote a value that holds a
+    comma."""
+    params: dict[str, Any] = {}
+    for part in _split_top_level(body):
+        key, eq, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not key.isidentifier() or not value:
+            raise ConfigError(f"cannot parse parameters of {family} spec '{spec}'; expected key=value pairs")
+        try:
+            params[key] = _literal(ast.parse(value, mode="eval").body, value)
+        except SyntaxError:
+            params[key] = value
+    return params
+
+
+def _literal(node: ast.AST, src: str) -> Any:
+    """A literal value; anything else (a bare identifier ``t=abc``, a relative path ``root=data/imagenet``) is read
+    as its source text, a string."""
     if isinstance(node, ast.Name):
         key = node.id.lower()
         if key in ("inf", "nan"):
             return float(key)
         return {"true": True, "false": False, "none": None, "null": None}.get(key, node.id)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) and isinstance(node.operand, ast.Name):
-        inner = _literal(node.operand)
+        inner = _literal(node.operand, src)
         if isinstance(inner, float):
             return -inner if isinstance(node.op, ast.USub) else inner
     try:
         return ast.literal_eval(node)
     except ValueError:
-        return ast.unparse(node)
+        return ast.get_source_segment(src, node) or ast.unparse(node)
 
 
 def format_spec(name: str, params: Mapping[str, Any]) -> str:

@@ -319,3 +319,21 @@ def test_fresh_registry_register_and_errors():
     r2.add("x", lambda a: a)
     with pytest.raises(ConfigError, match=r"'x' needs parameter\(s\): a"):
         r2.build("x")
+
+
+@pytest.mark.parametrize("spec,root", [
+    ("image-folder(root=/a/b c)", "/a/b c"),                       # unquoted, with a space: not Python syntax
+    ('image-folder(root="/a/b",size=32)', "/a/b"),                  # quoted
+    ("image-folder(root='/x, y',size=32)", "/x, y"),                # a comma needs quotes
+    ("image-folder(root=data/imagenet-1k,size=32)", "data/imagenet-1k"),  # valid Python (a division): kept as text
+    ("image-folder(root=~/imagenet, size=32)", "~/imagenet"),
+])
+def test_paths_in_specs_quoted_or_not(spec, root):
+    name, params = parse_spec(spec)
+    assert name == "image-folder" and params["root"] == root
+    assert params.get("size", 32) == 32
+
+
+def test_loose_spec_without_key_is_one_line_error():
+    with pytest.raises(ConfigError, match="expected key=value pairs"):
+        parse_spec("image-folder(/a/b)")
