@@ -40,12 +40,14 @@ from .affinity import AFFINITIES, Affinity, Nodes, edge_gram
 from .errors import ConfigError, closest, unknown
 from .losses import LOSSES, MatchLoss
 from .normalization import NORMALIZATIONS, Normalization
-from .pruning import REDUNDANT, UNRELIABLE, joint_entropy_mask, redundant_mask
+from .pruning import (BY_DISTANCE, REDUNDANT, UNRELIABLE, UNRELIABLE_GRAPHS, candidate_index, discrepancy_mask,
+                      joint_entropy_mask, redundant_mask, threshold_mask)
 from .registry import format_spec, parse_spec
 from .schedules import SCHEDULES, WeightSchedule
 
 REPRESENTATIONS = ("logits", "pooled", "map")
-TERM_KEYS = ("name", "source", "affinity", "norm", "loss", "weight", "pre", "redundant", "unreliable", "quantile", "schedule")
+TERM_KEYS = ("name", "source", "affinity", "norm", "loss", "weight", "pre", "redundant", "unreliable", "quantile", "delta",
+             "unreliable_graphs", "schedule")
 PAIRWISE_KINDS = {"sample", "class"}
 
 
@@ -95,6 +97,13 @@ class Term(nn.Module):
         if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 < q <= 1.0:
             raise ConfigError(f"{where}: quantile={q!r} must be a number in (0, 1]")
         self.quantile = float(q)
+        delta = cfg.get("delta", 1.0)
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not (0.0 < delta and math.isfinite(delta)):
+            raise ConfigError(f"{where}: delta={delta!r} must be a finite number > 0")
+        self.delta = float(delta)
+        self.unreliable_graphs = cfg.get("unreliable_graphs", "sample")
+        if self.unreliable_graphs not in UNRELIABLE_GRAPHS:
+            raise unknown("unreliable_graphs", self.unreliable_graphs, UNRELIABLE_GRAPHS)
         # weight schedule: factor(epoch) on the weight, set by the engine each epoch (1 until set_epoch is called)
         self.schedule: WeightSchedule = SCHEDULES.build(cfg.get("schedule", "constant"))
         self.factor = 1.0
@@ -113,12 +122,16 @@ class Term(nn.Module):
             self.spec["pre"] = _spec_str(pre, "normalization")
         if self.redundant != "none" or self.unreliable != "none":
             self.spec.update(redundant=self.redundant, unreliable=self.unreliable, quantile=self.quantile)
+        if self.unreliable == "threshold":
+            self.spec["delta"] = self.delta
+        if self.unreliable_graphs != "sample":
+            self.spec["unreliable_graphs"] = self.unreliable_graphs
         if not self.schedule.constant:
             self.spec["schedule"] = _spec_str(cfg["schedule"], "schedule")
         self.name = str(cfg.get("name") or (loss_name if self.loss.instance else f"{aff_name}/{norm_name}/{loss_name}"))
         self.spec["name"] = self.name
         self._check(where, aff_name, norm_name, loss_name)
-        self._masks: dict[tuple, Tensor | None] = {}
+        self._masks: dict[tuple, tuple[Tensor | None, Tensor | None]] = {}
 
     # -- build-time validation -------------------------------------------------------------
     def _check(self, where: str, aff: str, norm: str, loss: str) -> None:
@@ -151,8 +164,20 @@ class Term(nn.Module):
                 raise ConfigError(f"{combo}: row-wise loss '{loss}' cannot be masked per entry of a matrix relation")
             if self.redundant in ("cross-view", "both") and self.affinity.views == 0:
                 raise ConfigError(f"{combo}: redundant='{self.redundant}' keeps only real-virtual edges but the affinity reads no virtual views")
-            if self.unreliable != "none" and "sample" not in self.affinity.graph_kinds:
+            if self.unreliable == "joint-entropy" and "sample" not in self.affinity.graph_kinds:
                 raise ConfigError(f"{combo}: unreliable='{self.unreliable}' applies to inter-sample graphs only")
+            if self.unreliable == "joint-entropy" and self.unreliable_graphs == "all":
+                raise ConfigError(f"{combo}: unreliable='joint-entropy' is defined by the nodes' predictions and prunes "
+                                  "inter-sample graphs only; use unreliable_graphs='sample' or unreliable='discrepancy'")
+            if self.unreliable in BY_DISTANCE and not getattr(self.affinity, "edge_vectors", False):
+                raise ConfigError(f"{combo}: unreliable='{self.unreliable}' ranks edges by the distance between the "
+                                  f"matched edge vectors; '{aff}' has no edge vectors (use edge, class-edge or virtual-relation)")
+            if self.unreliable in BY_DISTANCE and self.unreliable_graphs == "sample" and "sample" not in self.affinity.graph_kinds:
+                raise ConfigError(f"{combo}: unreliable='{self.unreliable}' prunes inter-sample graphs and '{aff}' has none; "
+                                  "set unreliable_graphs='all' to prune its inter-class graph")
+        if self.loss.needs_edge_vectors and not getattr(self.affinity, "edge_vectors", False):
+            raise ConfigError(f"{combo}: '{self.spec['loss']}' compares whole edge vectors; '{aff}' has none "
+                              "(use edge, class-edge or virtual-relation)")
 
     # -- properties the engine reads -------------------------------------------------------
     @property
@@ -165,7 +190,7 @@ class Term(nn.Module):
 
     def sources(self) -> set[str]:
         s = {self.source}
-        if self.unreliable != "none":
+        if self.unreliable == "joint-entropy":
             s.add("logits")
         return s
 
@@ -177,15 +202,44 @@ class Term(nn.Module):
         # relations in fp32 (bf16/fp16 autocast outputs are upcast); fp64 representations stay fp64
         return (x if x.dtype == torch.float64 else x.float()).flatten(1)
 
-    def _mask(self, kind: str, size: int, nodes: Nodes, device, student: Mapping[str, Tensor]) -> Tensor | None:
+    def _fixed(self, kind: str, size: int, nodes: Nodes, device) -> tuple[Tensor | None, Tensor | None]:
+        """(redundant mask, candidate edge indices of the distance rules) of a graph layout, computed once."""
         key = (kind, size, nodes, str(device))
         if key not in self._masks:
-            self._masks[key] = redundant_mask(kind, size, nodes, self.redundant, device)
-        mask = self._masks[key]
-        if self.unreliable == "joint-entropy" and kind == "sample":
+            red = redundant_mask(kind, size, nodes, self.redundant, device)
+            cand = candidate_index(red, size, device) if self.unreliable == "discrepancy" else None
+            self._masks[key] = (red, cand)
+        return self._masks[key]
+
+    def _mask(self, kind: str, size: int, nodes: Nodes, device, student: Mapping[str, Tensor],
+              sq: Tensor | None = None) -> Tensor | None:
+        """Kept pairs of one graph: the fixed redundant mask ∧ this step's unreliable rule (module :mod:`akd.pruning`).
+
+        ``sq``: the detached squared distances between the matched normalised edges (distance rules only)."""
+        mask, cand = self._fixed(kind, size, nodes, device)
+        keep = None
+        prunes = self.unreliable != "none" and (kind == "sample" or self.unreliable_graphs == "all")
+        if prunes and self.unreliable == "joint-entropy":
             keep = joint_entropy_mask(student["logits"][:size], self.quantile)
-            mask = keep if mask is None else mask & keep
-        return mask
+        elif prunes and self.unreliable == "discrepancy":
+            keep = discrepancy_mask(sq, cand, self.quantile)
+        elif prunes and self.unreliable == "threshold":
+            keep = threshold_mask(sq, self.delta)
+        return keep if mask is None else (mask if keep is None else mask & keep)
+
+    def _graph_value(self, gs: Any, gt: Any, sub: Nodes, student: Mapping[str, Tensor]) -> Tensor:
+        """The loss of one student graph against the teacher's: in closed form for edge graphs where the loss is a
+        function of each edge's distance (:mod:`akd.affinity._edge_gram`), on the materialised relations otherwise."""
+        by_distance = self.unreliable in BY_DISTANCE
+        if gs.rel is None and edge_gram.supports(self.norm, self.loss):
+            sq = edge_gram.pair_sq(gs.nodes, gt.nodes, self.norm)
+            mask = self._mask(gs.kind, gs.size, sub, sq.device, student, sq.detach() if by_distance else None)
+            return self.loss.edge_reduce(sq, mask, gs.nodes.shape[1]).to(gs.nodes.dtype)
+        s_rel = self.norm(gs.relation)
+        with torch.no_grad():
+            t_rel = self.norm(gt.relation)
+            sq = (s_rel.detach() - t_rel).pow(2).sum(-1) if by_distance else None
+        return self.loss(s_rel, t_rel, self._mask(gs.kind, gs.size, sub, s_rel.device, student, sq))
 
     def forward(self, student: Mapping[str, Tensor], teacher: Mapping[str, Tensor] | None, targets: Tensor | None,
                 nodes: Nodes, out: dict[str, Tensor]) -> Tensor:
@@ -208,13 +262,7 @@ class Term(nn.Module):
                     t_graphs = self.affinity.graphs(xt, sub)
                 value = xs.new_zeros(())
                 for gs, gt in zip(s_graphs, t_graphs):
-                    mask = self._mask(gs.kind, gs.size, sub, xs.device, student)
-                    if gs.rel is None and edge_gram.supports(self.norm, self.loss):
-                        part = edge_gram.edge_mse(gs.nodes, gt.nodes, self.norm, mask)
-                    else:
-                        with torch.no_grad():
-                            t_rel = self.norm(gt.relation)
-                        part = self.loss(self.norm(gs.relation), t_rel, mask)
+                    part = self._graph_value(gs, gt, sub, student)
                     if len(s_graphs) > 1:
                         out[f"{self.name}/{gs.name}"] = (self.weight * gs.weight * part).detach()
                     value = value + gs.weight * part

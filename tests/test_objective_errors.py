@@ -18,7 +18,7 @@ def term(**kw):
 # unknown names and keys
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("spec,pattern", [
-    ("rkdd", r"unknown method 'rkdd' \(did you mean 'rkd'\?\); valid choices: cc, ce, kd, pkt, rkd, sp, vrm"),
+    ("rkdd", r"unknown method 'rkdd' \(did you mean 'rkd'\?\); valid choices: cc, ce, dist, dkd, kd, kd-ls, pkt, rkd, sp, vrm, vrm-zs-edge"),
     ({"method": "vrn"}, r"unknown method 'vrn' \(did you mean 'vrm'\?\)"),
     ("kd(t=4)", r"method 'kd' has no parameter 't'"),
     (term(affinity="gausian", loss="mse"), r"unknown affinity 'gausian' \(did you mean 'gaussian'\?\); valid choices: .*rbf"),
@@ -36,7 +36,7 @@ def term(**kw):
     (dict(EDGE, unreliable="entropy"), r"unknown unreliable-edge pruning 'entropy' \(did you mean 'joint-entropy'\?\)"),
     ({"method": "rkd", "extra": 1}, r"objective: unknown key 'extra'; valid keys: terms, method, name"),
     (term(affinity="rbf(gama=1)", loss="mse"), r"affinity 'rbf' has no parameter 'gama' \(did you mean 'gamma'\?\)"),
-    (term(affinity="gram", norm="softmax(t=abc)", loss="kl"), r"t='abc' is not float"),
+    (term(affinity="gram", norm="softmax(t=abc)", loss="kl"), r"t='abc' is not a finite float"),
 ])
 def test_unknown_names_and_keys(spec, pattern):
     with pytest.raises(ConfigError, match=pattern):
@@ -99,7 +99,7 @@ def test_instance_losses_refuse_relational_affinities(loss, aff):
 
 @pytest.mark.parametrize("extra,pattern", [
     ({"norm": "softmax"}, r"instance term on raw logits"),
-    ({"pre": "zs"}, r"instance term on raw logits"),
+    ({"pre": "softmax"}, r"does not produce logits"),  # pre = zs is allowed (logit standardisation, kd-ls)
     ({"source": "pooled"}, r"'kd' reads logits, not 'pooled'"),
 ])
 def test_instance_loss_other_refusals(extra, pattern):
@@ -138,9 +138,10 @@ def test_rowwise_loss_cannot_be_masked_on_matrix_relation(loss):
 
 
 @pytest.mark.parametrize("weight,pattern", [
-    (-1, r"term 0: weight=-1.0 must be >= 0"),
-    (-1e-9, r"weight=-1e-09 must be >= 0"),
-    (float("nan"), r"weight=nan must be >= 0"),
+    (-1, r"term 0: weight=-1.0 must be a finite number >= 0"),
+    (-1e-9, r"weight=-1e-09 must be a finite number >= 0"),
+    (float("nan"), r"weight=nan must be a finite number >= 0"),
+    (float("inf"), r"weight=inf must be a finite number >= 0"),
     ("abc", r"term 0: weight='abc' is not a number"),
     (None, r"weight=None is not a number"),
 ])
@@ -333,7 +334,7 @@ def test_presets_are_not_shared_between_objectives():
 
 
 def test_describe_reports_resolved_specs():
-    d = build_objective("vrm").describe()
+    d = build_objective("vrm-zs-edge").describe()
     assert d[0] == {"source": "logits", "affinity": "identity", "norm": "none", "loss": "ce", "weight": 1.0, "name": "ce"}
     assert d[1] == {"source": "logits", "affinity": "virtual-relation(views=1,is_weight=1.0,ic_weight=1.0)", "norm": "zs",
                     "loss": "mse", "weight": 1.0, "redundant": "symmetric", "unreliable": "joint-entropy",

@@ -443,7 +443,7 @@ def test_vrm_term_is_sum_of_graph_entries(seed, b, views, is_w, ic_w, w, unrelia
 
 
 def test_vrm_preset_on_real_plus_virtual_logits():
-    obj = build_objective("vrm")
+    obj = build_objective("vrm-zs-edge")
     assert obj.views == 1
     b = 6
     s, t = reps(2 * b, 7), reps(2 * b, 8)
@@ -461,7 +461,7 @@ def test_vrm_preset_on_real_plus_virtual_logits():
 @given(seed=st.integers(0, 2**31 - 1), b=st.integers(2, 5), data=st.data())
 def test_vrm_invariant_to_per_row_logit_shift(seed, b, data):
     """zs on edge vectors: adding a constant c_i to every logit of row i changes neither graph (nor entropies)."""
-    obj = build_objective("vrm")
+    obj = build_objective("vrm-zs-edge")
     s, t = reps(2 * b, seed), reps(2 * b, seed + 1)
     c = torch.tensor(data.draw(st.lists(st.floats(-5, 5), min_size=2 * b, max_size=2 * b)), dtype=torch.float32)
     out = obj(s, t, torch.arange(b) % 5, batch_size=b)

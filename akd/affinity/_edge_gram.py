@@ -19,8 +19,8 @@ Then, per pair (i, j), with a = ‖e^s‖², b = ‖e^t‖², c = ⟨e^s, e^t⟩
   ``F.normalize`` only for edges shorter than 1e-10)
 * zs:   ‖z^s − z^t‖² = a/v_s + b/v_t − 2c/√(v_s v_t),   v = ‖ẽ‖²/D + eps  (population variance)
 
-and mse = mean over kept pairs of that value / D — the same number the materialised path
-computes (up to float rounding; the tests compare both).  Squared norms are clamped at 0, and
+and mse = mean over kept pairs of that value / D (``reduction='edge'``: without / D; ``edge-huber``: the
+Huber function of its square root) — the same number the materialised path computes (up to float rounding; the tests compare both).  Squared norms are clamped at 0, and
 the Gram matrices are computed in float64 (the identities subtract large, nearly equal numbers;
 in fp32 an edge between near-duplicate nodes, e.g. a virtual view that barely differs from its
 real view, would lose most of its digits; the N×N fp64 products cost O(N²·D) flops and
@@ -62,10 +62,11 @@ def _norm_kind(norm) -> str | None:
 
 
 def supports(norm, loss) -> bool:
-    """True when (norm, loss) has the closed form above."""
-    from ..losses.mse import MSE
+    """True when (norm, loss) has the closed form above: norm none/l2/zs and a loss that is a function of
+    each edge's squared distance (it implements :meth:`akd.losses.base.MatchLoss.edge_reduce`: mse, edge-huber)."""
+    from ..losses.base import MatchLoss
 
-    return _ENABLED and type(loss) is MSE and _norm_kind(norm) is not None
+    return _ENABLED and type(loss).edge_reduce is not MatchLoss.edge_reduce and _norm_kind(norm) is not None
 
 
 #: squared edge norms below ZERO_EDGE · (‖x_i‖² + ‖x_j‖²) are below the resolution of the (fp64)
@@ -91,11 +92,10 @@ def _pair_terms(xs: Tensor, xt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return a, b, c
 
 
-def edge_mse(xs: Tensor, xt: Tensor, norm, mask: Tensor | None) -> Tensor:
-    """mse between N(x^s_i − x^s_j) and N(x^t_i − x^t_j) over kept pairs, without the [N, N, D] tensors."""
+def pair_sq(xs: Tensor, xt: Tensor, norm) -> Tensor:
+    """sq[i, j] = ‖N(x^s_i − x^s_j) − N(x^t_i − x^t_j)‖² for every pair, in float64, without the [N, N, D] tensors."""
     kind = _norm_kind(norm)
     d = xs.shape[1]
-    dtype = xs.dtype
     xs, xt = xs.double(), xt.double()  # the identities cancel: fp64 keeps near-duplicate edges exact
     if kind == "zs":
         xs = xs - xs.mean(dim=1, keepdim=True)
@@ -110,4 +110,9 @@ def edge_mse(xs: Tensor, xt: Tensor, norm, mask: Tensor | None) -> Tensor:
     else:
         vs, vt = a / d + norm.eps, b / d + norm.eps
         sq = a / vs + b / vt - 2.0 * c * (vs * vt).rsqrt()
-    return (masked_mean(sq.clamp_min(0.0), mask) / d).to(dtype)
+    return sq.clamp_min(0.0)
+
+
+def edge_mse(xs: Tensor, xt: Tensor, norm, mask: Tensor | None) -> Tensor:
+    """mse (element reduction) between N(x^s_i − x^s_j) and N(x^t_i − x^t_j) over kept pairs, in closed form."""
+    return (masked_mean(pair_sq(xs, xt, norm), mask) / xs.shape[1]).to(xs.dtype)

@@ -58,5 +58,17 @@ class MatchLoss(nn.Module):
     #: instance term: reads raw logits rows (affinity identity, norm none)
     instance: bool = False
 
+    #: compares whole edge vectors (needs an edge-vector affinity; see :meth:`edge_reduce`)
+    needs_edge_vectors: bool = False
+
     def forward(self, s: Tensor, t: Tensor | None, mask: Tensor | None = None, targets: Tensor | None = None) -> Tensor:
         raise NotImplementedError  # pragma: no cover
+
+    def edge_reduce(self, sq: Tensor, mask: Tensor | None, dim: int) -> Tensor | None:
+        """This loss on an edge graph from each edge's squared distance ``sq[i, j] = ‖N(e^s_ij) − N(e^t_ij)‖²``
+        (``dim`` = length of the edge vectors), or None when the loss is not a function of that distance.
+
+        Losses that implement it are matched in closed form on edge graphs (:mod:`akd.affinity._edge_gram`),
+        in O(N²) memory instead of materialising the [N, N, dim] graphs; the value equals :meth:`forward` on
+        the materialised graphs (tested)."""
+        return None

@@ -31,7 +31,7 @@ def _preset(path: Path):
     return factory, data
 
 
-ORDER = ("ce", "kd", "rkd", "cc", "sp", "pkt", "vrm")
+ORDER = ("ce", "kd", "rkd", "cc", "sp", "pkt", "vrm", "vrm-zs-edge")
 for _name in ORDER + tuple(sorted(p.stem for p in PRESET_DIR.glob("*.toml") if p.stem not in ORDER)):
     _f, _data = _preset(PRESET_DIR / f"{_name}.toml")
     METHODS.add(_name, _f, doc=_data["doc"], terms=_data["terms"], source=_data.get("source", "-"))
