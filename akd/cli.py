@@ -302,8 +302,12 @@ def print_summary(s: dict[str, Any], out: Path) -> None:
                    "or over each process's local batch (default; --resume keeps the run's choice).")
 @click.option("--sync-bn/--no-sync-bn", default=None,
               help="Multi-process on CUDA: SyncBatchNorm in the student (default off; --resume keeps the run's choice).")
+@click.option("--workers", type=int, default=None,
+              help="Decoding processes per training process for data streamed from files (image-folder); "
+                   "default min(8, CPUs per process - 1). Config key: workers.")
 def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
-        device, compile_, teacher_cache, max_memory, quiet, out, resume, force, check, nproc, global_relations, sync_bn, **objective_flags):
+        device, compile_, teacher_cache, max_memory, quiet, out, resume, force, check, nproc, global_relations, sync_bn, workers,
+        **objective_flags):
     """One run: train a student with an objective (flags, --method or --config).
 
     \b
@@ -320,7 +324,7 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
 
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
                      teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                     compile=compile_, teacher_cache=teacher_cache, max_memory=max_memory)
+                     compile=compile_, teacher_cache=teacher_cache, max_memory=max_memory, workers=workers)
     cfg = build_config(config_path, overrides, {k.rstrip("_"): v for k, v in objective_flags.items()})
     out_dir = Path(out) if out else default_out(cfg)
     if resume and force:

@@ -135,8 +135,6 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if tp is type(None):
         return "None"
-    if tp is float:
-        return "a finite float"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -234,9 +232,8 @@ class Entry:
             try:
                 out[k] = coerce(v, p.annotation)
             except TypeError:
-                raise ConfigError(
-                    f"{self.family} '{self.name}': parameter {k}={v!r} is not {_type_name(p.annotation)}"
-                ) from None
+                why = "finite" if isinstance(v, float) and not math.isfinite(v) else _type_name(p.annotation)
+                raise ConfigError(f"{self.family} '{self.name}': parameter {k}={v!r} is not {why}") from None
         missing = [p.name for p in self.params.values() if p.required and p.name not in out]
         if missing:
             raise ConfigError(f"{self.family} '{self.name}' needs parameter(s): {', '.join(missing)}")
@@ -320,9 +317,9 @@ class Registry:
 
     def build(self, spec: Spec, *args: Any, **overrides: Any) -> Any:
         """Build the part a spec names; ``args`` fill the ``skip`` leading arguments."""
-        entry, params = self.resolve(spec)
-        params.update(entry.check_params(overrides))
-        return entry.obj(*args, **params)
+        name, params = parse_spec(spec, self.family)
+        entry = self.get(name)
+        return entry.obj(*args, **entry.check_params({**params, **overrides}))  # required ones may come from either
 
     def __repr__(self) -> str:
         return f"Registry({self.family!r}, {self.names()})"

@@ -1,13 +1,15 @@
 """Data: in-memory data sets (one file each) and a device-resident input pipeline.
 
 * :data:`DATASETS` -- the ``dataset`` registry: ``fashion-mnist``, ``cifar10``,
-  ``cifar100``, ``synthetic``; build with :func:`load_dataset` (or
+  ``cifar100``, ``synthetic``, ``image-folder`` (alias ``imagenet``; streamed from files); build with :func:`load_dataset` (or
   ``DATASETS.build(spec)``), e.g. ``load_dataset("synthetic(n=512,classes=10)")``.
 * :class:`Dataset` -- uint8 images + labels + normalisation constants; see
   :mod:`akd.data.base` for conventions; :func:`with_dev_split` holds out a
   stratified dev set from train.
 * :class:`DeviceLoader` -- seeded, resumable batches on the device;
   :func:`random_crop_flip`, :func:`rand_augment`, :func:`normalize`.
+* :class:`StreamLoader` -- the same interface for data streamed from files by worker
+  processes (:mod:`akd.data.stream`); :func:`train_loader` picks the engine's loader.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from .base import Dataset, balanced_order, channel_stats, take_subset, with_dev_
 from .augment import CropFlipParams, apply_crop_flip, draw_crop_flip, random_crop_flip  # noqa: E402
 from .randaugment import OPS as RAND_AUGMENT_OPS  # noqa: E402
 from .randaugment import RandAugmentParams, apply_rand_augment, draw_rand_augment, rand_augment  # noqa: E402
-from .pipeline import BatchInfo, DeviceLoader, derive_seed, normalize  # noqa: E402
-from . import fashion_mnist, cifar, synthetic  # noqa: E402,F401
+from .pipeline import BatchInfo, DeviceLoader, derive_seed, normalize, train_loader  # noqa: E402
+from .stream import LazyImages, StreamLoader  # noqa: E402
+from . import fashion_mnist, cifar, synthetic, image_folder  # noqa: E402,F401
 
 from ..errors import ConfigError  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -56,7 +59,7 @@ def load_dataset(spec: Spec, data_dir: str | None = None, dev: float = 0.0, seed
 
 __all__ = [
     "DATASETS", "Dataset", "load_dataset", "with_dev_split", "balanced_order", "take_subset", "channel_stats",
-    "DeviceLoader", "BatchInfo", "derive_seed", "normalize",
+    "DeviceLoader", "BatchInfo", "derive_seed", "normalize", "train_loader", "StreamLoader", "LazyImages",
     "random_crop_flip", "draw_crop_flip", "apply_crop_flip", "CropFlipParams",
     "rand_augment", "draw_rand_augment", "apply_rand_augment", "RandAugmentParams", "RAND_AUGMENT_OPS",
 ]

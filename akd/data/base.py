@@ -166,6 +166,9 @@ def with_dev_split(ds: Dataset, fraction: float, seed: int = 0) -> Dataset:
     """
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < float(fraction) < 1.0:
         raise ConfigError(f"dev fraction {fraction!r} is invalid; use a number in (0, 1), e.g. 0.1 (0 = no dev split)")
+    if not isinstance(ds.train_x, torch.Tensor):
+        raise ConfigError(f"a dev split needs an in-memory data set; {ds!r} streams from files: "
+                          f"evaluate on its val/ folder (dev=0) or load it with mode=memory")
     y = ds.train_y
     k = ds.num_classes
     g = torch.Generator().manual_seed(int(seed))

@@ -29,7 +29,7 @@ from .augment import CropFlipParams, random_crop_flip
 from .randaugment import RandAugmentParams
 from .randaugment import rand_augment as _rand_augment
 
-__all__ = ["DeviceLoader", "BatchInfo", "normalize", "derive_seed"]
+__all__ = ["DeviceLoader", "BatchInfo", "normalize", "derive_seed", "train_loader"]
 
 
 def derive_seed(*parts: object) -> int:
@@ -220,3 +220,17 @@ class DeviceLoader:
             f"shuffle={self.shuffle}, augment={self.augment}, seed={self.seed})"
         )
 
+
+def train_loader(ds, batch_size: int, *, device: str | torch.device, seed: int, workers: int | None = None):
+    """The engine's training loader for a data set: shuffled, augmented, last partial batch dropped.
+
+    A data set that streams from files makes its own (``ds.train_loader(...)``, e.g.
+    :class:`akd.data.stream.StreamLoader`, which decodes with ``workers`` processes); an in-memory one gets a
+    :class:`DeviceLoader` over its tensors with its crop padding and flip setting (``workers`` is not used).
+    Both have the same interface (``order``, ``len``, ``raw_batches``, ``to_float``).
+    """
+    own = getattr(ds, "train_loader", None)
+    if own is not None:
+        return own(batch_size, device=device, seed=seed, workers=workers)
+    return DeviceLoader(ds.train_x, ds.train_y, batch_size, device=device, shuffle=True, drop_last=True, augment=True,
+                        pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std, seed=seed)

@@ -30,7 +30,7 @@ MILESTONE_FRACTIONS = (150 / 240, 180 / 240, 210 / 240)
 
 #: fields that say where or how fast a run goes, not what it computes (left out of the fingerprint)
 NOT_RESULT_FIELDS = ("device", "log_every", "cache_dir", "data_dir", "compile", "eval_batch_size", "teacher_cache",
-                     "max_memory")
+                     "max_memory", "workers")
 
 
 @dataclass
@@ -75,6 +75,7 @@ class RunConfig:
     checkpoint_every: int = 1  # epochs
     cache_dir: str | None = None
     max_memory: float | None = None  # GiB one training step may use (None: 90 % of what is available; see preflight)
+    workers: int | None = None  # decoding processes per training process for streamed data (None: akd.data.stream.default_workers)
 
     # -- derived ---------------------------------------------------------------------------
     def seeds(self) -> dict[str, int]:
@@ -126,6 +127,8 @@ class RunConfig:
             bad("log_every", "must be >= 1")
         if self.max_memory is not None and not self.max_memory > 0:
             bad("max_memory", "must be > 0 (GiB)")
+        if self.workers is not None and self.workers < 0:
+            bad("workers", "must be >= 0 (0: decode in the training process)")
         if self.checkpoint_every < 1:
             bad("checkpoint_every", "must be >= 1")
         if self.ra_ops < 0 or not 0 <= self.ra_magnitude <= 30:

@@ -29,7 +29,7 @@ import torch
 
 from ..data.augment import CropFlipParams, apply_crop_flip
 from ..data.pipeline import normalize
-from ..errors import AkdError
+from ..errors import AkdError, ConfigError
 from .checkpoint import atomic_write_with, load_checkpoint, weights_digest
 from .device import autocast
 
@@ -84,6 +84,9 @@ class TeacherViewCache:
               log: Callable[[str], None] | None = None) -> "TeacherViewCache":
         """Run the teacher once over every view of every image, or reuse the in-process copy or the file
         ``<store>/<key>.pt`` (written after a build when ``store`` is given and ``save``: rank 0 only under DDP)."""
+        if not isinstance(x_u8, torch.Tensor):  # e.g. an image folder streamed from files (random-resized crops)
+            raise ConfigError("--teacher-cache needs an in-memory data set (its views are the pad-crop/flip grid); "
+                              "this one streams from files: drop --teacher-cache")
         log = log or (lambda m: None)
         key = cls.key(teacher, x_u8, pad, flip, mean, std, sources, amp, device.type)
         if key in _MEMORY:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..data import DeviceLoader, normalize, rand_augment
+from ..data import normalize, rand_augment, train_loader
 from ..errors import AkdError, ConfigError, TrainingDiverged
 from ..models import create_model
 from ..objective import Objective, build_objective
@@ -99,7 +99,8 @@ class RunDir:
         if stored is not None and started:
             same = same_result(stored.get("config") or {}, cfg)
             if resume and not force:
-                keep = {k: getattr(cfg, k) for k in ("device", "log_every", "compile", "data_dir", "cache_dir", "eval_batch_size")}
+                keep = {k: getattr(cfg, k) for k in ("device", "log_every", "compile", "data_dir", "cache_dir", "eval_batch_size",
+                                                    "workers")}
                 cfg = config_from_dict({**stored["config"], **keep}, where=str(self.config))
             elif not same and not force:
                 raise ConfigError(
@@ -486,9 +487,9 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
     teacher = next((ln.ctx.teacher for ln in lanes if ln.ctx.teacher is not None), None)
     seeds0 = cfg0.seeds()
     cl = use_channels_last(device, cfg0.channels_last)
-    loader = DeviceLoader(ds.train_x, ds.train_y, cfg0.batch_size, device=device, shuffle=True, drop_last=True,
-                          augment=True, pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std,
-                          seed=stream_seed(seeds0["data"], STREAM_DATA))
+    # in memory: a DeviceLoader; an image folder: a StreamLoader (worker processes); same interface
+    loader = train_loader(ds, cfg0.batch_size, device=device, seed=stream_seed(seeds0["data"], STREAM_DATA),
+                          workers=cfg0.workers)
     test_x, test_y = ds.test_x.to(device), ds.test_y.to(device)
     mean_std = (ds.mean, ds.std)
     steps_per_epoch = len(loader)
