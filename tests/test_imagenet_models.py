@@ -139,3 +139,26 @@ def test_names_do_not_collide_with_the_cifar_zoo():
     for n in STATE_FIXTURE:
         assert n in MODELS and n.endswith("_imagenet")
     assert MODELS.get("resnet50").name == "ResNet50" and MODELS.get("mobilenetv2").name == "MobileNetV2"
+
+
+def test_torchvision_style_bare_state_dict_loads_as_a_teacher_file(tmp_path):
+    """torchvision's published .pth files are bare state_dicts: teacher_files reads them ('bare') and loads strictly."""
+    from akd.engine.teacher_files import read_weights, strict_load
+
+    src = create_model("resnet18_imagenet", 1000)
+    torch.save(src.state_dict(), tmp_path / "resnet18.pth")
+    sd, meta = read_weights(tmp_path / "resnet18.pth")
+    assert meta["format"] == "bare"
+    dst = create_model("resnet18_imagenet", 1000)
+    strict_load(dst, sd, str(tmp_path / "resnet18.pth"), "resnet18_imagenet")
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+
+
+def test_published_imagenet_table_is_found_for_the_imagenet_alias():
+    from akd.published import published_cell, published_teacher_acc
+
+    spec = "imagenet(root=/data/imagenet,size=224)"
+    assert published_cell(spec, "resnet34_imagenet", "resnet18_imagenet", "dkd")["acc"] == 71.70
+    assert published_cell(spec, "resnet50_imagenet", "mobilenetv2_imagenet", "vrm")["acc"] == 74.0
+    assert published_cell(spec, "resnet50_imagenet", "mobilenetv2_imagenet", "dkd") is None  # not reported: empty
+    assert published_teacher_acc(spec, "resnet34_imagenet")["acc"] == 73.314
