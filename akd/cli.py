@@ -16,6 +16,7 @@ Exit codes:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -152,16 +153,37 @@ def run_options(f):
                                                      "now); a step estimated above it is refused before any work."),
         click.option("--quiet", is_flag=True, help="No progress display."),
     ]
-    for o in reversed(opts):
+    for o in reversed(opts + VIEW_OPTIONS):
         f = o(f)
-    return f
+
+    @functools.wraps(f)
+    def with_view_flags(*args, **kw):
+        # the virtual-view flags reach the config through apply_overrides (one place), not every command's signature
+        click.get_current_context().meta["akd.config_flags"] = {k: kw.pop(k) for k in VIEW_FLAGS}
+        return f(*args, **kw)
+
+    return with_view_flags
+
+
+#: run-config keys of the virtual views (VRM's RandAugment view), as flags of run/teacher/grid/compare
+VIEW_FLAGS = ("ra_ops", "ra_magnitude", "ra_pool", "view_base")
+VIEW_OPTIONS = [
+    click.option("--ra-ops", type=int, help="Virtual views: RandAugment ops per image (default 2)."),
+    click.option("--ra-magnitude", type=int, help="Virtual views: RandAugment magnitude bin 0..30 (default 9)."),
+    click.option("--ra-pool", callback=lambda ctx, p, v: None if v is None else [o.strip() for o in v.split(",") if o.strip()],
+                 help="Virtual views: comma-separated RandAugment ops to draw from (default: all 13, see akd.data.RAND_AUGMENT_OPS)."),
+    click.option("--view-base", type=click.Choice(["crop", "original"]),
+                 help="Virtual views of the real view's crop/flip (crop, default) or of the stored image (original)."),
+]
 
 
 def apply_overrides(cfg, overrides: dict[str, Any]):
     """Overlay the flags that were given on ``cfg`` (flags win over a config file)."""
     from .engine import config_from_dict
 
-    given = {k: v for k, v in overrides.items() if v is not None}
+    ctx = click.get_current_context(silent=True)
+    flags = ctx.meta.get("akd.config_flags", {}) if ctx is not None else {}
+    given = {k: v for k, v in {**flags, **overrides}.items() if v is not None}
     cfg = config_from_dict(given, cfg, where="command line")
     # --teacher on the command line replaces a file's teacher_ckpt and vice versa
     if given.get("teacher_ckpt") is not None and given.get("teacher") is None:

@@ -294,7 +294,7 @@ def share_key(cfg: RunConfig) -> tuple:
     """Runs with equal keys see the same batches and the same teacher, so they can share a process."""
     sd = cfg.seeds()
     return (sd["data"], sd["view"], cfg.dataset, cfg.dev, cfg.batch_size, cfg.device, cfg.teacher, cfg.teacher_ckpt,
-            cfg.amp, cfg.channels_last, cfg.ra_ops, cfg.ra_magnitude, cfg.data_dir)
+            cfg.amp, cfg.channels_last, cfg.ra_ops, cfg.ra_magnitude, json.dumps(cfg.ra_pool), cfg.view_base, cfg.data_dir)
 
 
 def preflight(cells: list[Cell]) -> None:
@@ -424,6 +424,7 @@ def check_grid(grid: Grid, out: str | Path, *, force: bool = False) -> list[str]
     from .data import load_dataset
     from .engine.preflight import folder_plan, step_plan, teacher_plan
     from .engine.teacher import teacher_dir
+    from .objective import build_objective
 
     grid.validate()
     out = Path(out)
@@ -435,20 +436,21 @@ def check_grid(grid: Grid, out: str | Path, *, force: bool = False) -> list[str]
     runnable = [c for c in cells if c.config is not None]
     for t in sorted({teacher_plan(c.config) for c in runnable} - {"none needed"}):
         lines.append(f"teacher: {t}")
-    stale = []
+    tasks = []
     for c in runnable:
         for s in grid.seeds:
             cfg = dataclasses.replace(c.config, seed=s)
-            if cfg.teacher and not cfg.teacher_ckpt and (teacher_dir(cfg) / "model.pt").exists():
+            if cfg.teacher and not cfg.teacher_ckpt and build_objective(cfg.objective).needs_teacher:  # as resolve_shared_teacher will
                 cfg = dataclasses.replace(cfg, teacher=None, teacher_ckpt=str(teacher_dir(cfg) / "model.pt"))
-            what = folder_plan(cfg, out / "cells" / c.slug / f"seed{s}", force=force)
-            if what.startswith("redone: it holds another config"):
-                stale.append((c.name, s))
-            lines.append(f"  {c.name} seed {s}: {what}")
+            tasks.append((c, s, cfg, out / "cells" / c.slug / f"seed{s}"))
+    stale = {str(d): (name, seed, diff) for name, seed, d, diff in _stale_runs(tasks)}
     if stale and not force:
-        name, seed = stale[0]
-        raise ConfigError(f"--out {out} holds {len(stale)} run(s) of another config than this grid (e.g. {name} seed {seed}); "
-                          "use --force to redo them, or another --out")
+        name, seed, diff = next(iter(stale.values()))
+        raise ConfigError(f"--out {out} holds {len(stale)} run(s) of another config than this grid (e.g. {name} seed {seed}: "
+                          f"{diff or 'other settings'}); use --force to redo them, or another --out")
+    for c, s, cfg, d in tasks:
+        what = f"redone (--force): {stale[str(d)][2]}" if str(d) in stale else folder_plan(cfg, d, force=force)
+        lines.append(f"  {c.name} seed {s}: {what}")
     data: dict[str, Any] = {}
     plans = []
     for c in runnable:
@@ -463,9 +465,9 @@ def check_grid(grid: Grid, out: str | Path, *, force: bool = False) -> list[str]
     return lines
 
 
-def _config_diff(stored: dict[str, Any], cfg: RunConfig) -> str:
+def _config_diff(stored: dict[str, Any], cfg: RunConfig, stored_terms: Any = None) -> str:
     """``key: old -> new`` for the result-defining fields in which a stored run's config differs from ``cfg``."""
-    diff = result_differences(stored, cfg)
+    diff = result_differences(stored, cfg, stored_terms)
     shown = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:4]]
     return ", ".join(shown) + (" ..." if len(diff) > 4 else "")
 
@@ -482,7 +484,7 @@ def _stale_runs(tasks: list[tuple]) -> list[tuple[str, int, Path, str]]:
         if stored is None or not (rd.summary.exists() or rd.checkpoint.exists()):
             continue
         if not rd.holds(cfg):
-            stale.append((c.name, s, d, _config_diff(stored.get("config") or {}, cfg)))
+            stale.append((c.name, s, d, _config_diff(stored.get("config") or {}, cfg, rd.stored_terms())))
             continue
         was, now = (rd.read_summary() or {}).get("teacher_digest"), teacher_file_digest(cfg)
         if was and now and was != now:

@@ -243,12 +243,13 @@ class Term(nn.Module):
 
     def forward(self, student: Mapping[str, Tensor], teacher: Mapping[str, Tensor] | None, targets: Tensor | None,
                 nodes: Nodes, out: dict[str, Tensor]) -> Tensor:
-        n = nodes.batch * (1 + self.views)
+        # instance losses read the real rows, or every view's rows when they say so (ce(virtual=True))
+        n = nodes.n if getattr(self.loss, "reads_views", False) else nodes.batch * (1 + self.views)
         with torch.autocast(student[self.source].device.type, enabled=False):
             xs = self._prep(student[self.source], n)
             xt = self._prep(teacher[self.source], n).detach() if self.loss.uses_teacher else None
             if self.loss.instance:
-                y = targets[: nodes.batch] if targets is not None else None
+                y = targets[: nodes.batch].repeat(n // nodes.batch) if targets is not None else None
                 if self.pre is not None:  # logit standardisation (pre = "zs", Sun et al., CVPR 2024)
                     xs, xt = self.pre(xs), (self.pre(xt) if xt is not None else None)
                 value = self.loss(xs, xt, None, y)

@@ -437,6 +437,7 @@ def test_cifar_truncated_and_missing(tmp_path):
     (folder / "train").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(DataError, match=r"train.*(truncated|corrupt)"):
         load_dataset("cifar100(download=False)", data_dir=str(tmp_path))
+    (tmp_path / "nowhere").mkdir()  # an existing folder without the files (a missing folder is refused earlier)
     with pytest.raises(DataError) as e:
         load_dataset("cifar100(download=False)", data_dir=str(tmp_path / "nowhere"))
     msg = str(e.value)
@@ -549,6 +550,7 @@ def test_fashion_mnist_wrong_magic_and_bad_sizes(tmp_path):
 
 def test_fashion_mnist_missing_message(tmp_path, monkeypatch):
     monkeypatch.setattr(fm_mod, "SYSTEM_DIR", str(tmp_path / "no-system"))
+    (tmp_path / "empty").mkdir()  # an existing folder without the files (a missing folder is refused earlier)
     with pytest.raises(DataError) as e:
         load_dataset("fashion-mnist(download=False)", data_dir=str(tmp_path / "empty"))
     msg = str(e.value)

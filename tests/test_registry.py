@@ -16,10 +16,11 @@ from akd.registry import format_spec, parse_spec
 FAMILIES = {"affinity": AFFINITIES, "normalization": NORMALIZATIONS, "loss": LOSSES, "method": METHODS}
 
 EXPECTED_NAMES = {
-    "affinity": ["angle", "class-edge", "cosine", "edge", "euclidean", "gram", "identity", "rbf", "virtual-relation"],
+    "affinity": ["angle", "class-edge", "class-identity", "cosine", "edge", "euclidean", "gram", "identity", "rbf",
+                 "virtual-relation"],
     "normalization": ["l1", "l2", "mean", "none", "softmax", "zs"],
-    "loss": ["ce", "cosine", "frobenius", "kd", "kl", "l1", "mse", "smooth-l1"],
-    "method": ["cc", "ce", "kd", "pkt", "rkd", "sp", "vrm"],
+    "loss": ["ce", "cosine", "dkd", "edge-huber", "frobenius", "kd", "kl", "l1", "mse", "pearson", "smooth-l1"],
+    "method": ["cc", "ce", "dist", "dkd", "kd", "kd-ls", "pkt", "rkd", "sp", "vrm", "vrm-zs-edge"],
 }
 
 ALIASES = [
@@ -152,7 +153,8 @@ def test_unknown_name_without_close_match():
     (AFFINITIES, {"name": "cosine", "shfit": True}, "shfit", ["shift", "eps"]),
     (NORMALIZATIONS, "softmax(temperature=2)", "temperature", ["t"]),
     (LOSSES, "kl(reductio='mean')", "reductio", ["reduction", "eps"]),
-    (LOSSES, "mse(beta=1)", "beta", ["none"]),
+    (LOSSES, "mse(beta=1)", "beta", ["reduction"]),
+    (LOSSES, "frobenius(beta=1)", "beta", ["none"]),
     (METHODS, "rkd(weight=2)", "weight", ["none"]),
 ])
 def test_unknown_parameter(reg, spec, param, valid):

@@ -216,8 +216,9 @@ BAD_INPUT = {
     "device-unknown": (RUN + ["--method", "ce", "--device", "tpu"], ["--device 'tpu'", "valid choices: auto, cpu, cuda"]),
     "not-an-integer": (RUN + ["--method", "ce", "--epochs", "abc"], ["'--epochs'", "'abc' is not a valid integer", "akd run --help"]),
     "unknown-option": (RUN + ["--method", "ce", "--epochz", "3"], ["--epochz", "akd run --help"]),
+    # --teacher names the architecture of a --teacher-ckpt file (published teachers); a missing file is named
     "teacher-and-ckpt": (RUN + ["--method", "kd", "--teacher", "cnn_small", "--teacher-ckpt", "x.pt"],
-                         ["either --teacher", "--teacher-ckpt"]),
+                         ["x.pt does not exist"]),
     "loss-without-affinity": (RUN + ["--loss", "mse"], ["--loss needs --affinity"]),
     "seeds-empty": (["compare", "--methods", "ce", "--seeds", "", *COMMON, "--epochs", "1"], ["--seeds is empty"]),
     "seeds-not-int": (["compare", "--methods", "ce", "--seeds", "0,a", *COMMON, "--epochs", "1"], ["--seeds '0,a'", "integers"]),

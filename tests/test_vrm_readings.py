@@ -210,3 +210,82 @@ def test_invalid_readings_are_one_line_errors(spec, needle):
     with pytest.raises(ConfigError) as e:
         term(**spec)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# virtual views: RandAugment strength and pool, the view's base image, CE on the virtual view
+# ---------------------------------------------------------------------------------------------
+def test_ce_on_the_virtual_view_is_ce_over_every_row():
+    import torch.nn.functional as F
+
+    s, t, y = batch(8)
+    obj = build_objective([{"loss": "ce(virtual=True)"}, {"affinity": "virtual-relation", "pre": "zs", "norm": "l2", "loss": "mse"}])
+    out = obj({"logits": s}, {"logits": t}, y, batch_size=B)
+    assert out["ce"].item() == pytest.approx(F.cross_entropy(s, torch.cat([y, y])).item(), rel=1e-12)
+    plain = build_objective([{"loss": "ce"}])({"logits": s}, None, y, batch_size=B)
+    assert plain["ce"].item() == pytest.approx(F.cross_entropy(s[:B], y).item(), rel=1e-12)
+
+
+def test_view_settings_reach_the_run_and_split_shared_groups(tmp_path, monkeypatch):
+    from conftest import run_cli
+    from akd.engine import RunConfig
+    from akd.experiment import share_key
+
+    monkeypatch.chdir(tmp_path)
+    common = ["--dataset", "synthetic(n=64,test_n=32,classes=4,size=16,channels=1)", "--student", "cnn_tiny", "--teacher",
+              "cnn_small", "--epochs", "1", "--batch-size", "32", "--quiet"]
+    code, _, err = run_cli("run", "--method", "vrm", *common, "--ra-pool", "rotate,blur", "--check")
+    assert code == 2 and "--ra-pool 'rotate,blur'" in err and "first bad: blur" in err
+    code, _, err = run_cli("run", "--method", "vrm", *common, "--ra-pool", "rotate,brightness", "--ra-ops", "1",
+                           "--ra-magnitude", "5", "--view-base", "original", "--out", "runs/v")
+    assert code == 0, err
+    import json
+
+    cfg = json.loads((tmp_path / "runs/v/config.json").read_text())["config"]
+    assert (cfg["ra_pool"], cfg["ra_ops"], cfg["ra_magnitude"], cfg["view_base"]) == (["rotate", "brightness"], 1, 5, "original")
+    base = RunConfig()
+    assert share_key(base) != share_key(RunConfig(view_base="original"))
+    assert share_key(base) != share_key(RunConfig(ra_pool=["rotate"]))
+
+
+def test_views_of_the_original_image_ignore_the_crop():
+    """view_base='original' augments the stored image: the same view whatever crop/flip the real view had."""
+    from akd.data import DeviceLoader
+    from akd.engine import RunConfig
+    from akd.engine.trainer import virtual_views
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (8, 1, 12, 12), generator=g, dtype=torch.uint8)
+    loader = DeviceLoader(x, torch.zeros(8, dtype=torch.long), 4, augment=True, seed=3)
+    cfg = RunConfig(ra_pool=["rotate"], ra_ops=1)
+    (xb, _, info), = list(loader.raw_batches(0, with_info=True))[:1]
+    orig = loader.originals(info.index)
+    assert torch.equal(orig, x[info.index]) and not torch.equal(orig, xb)
+    v1 = virtual_views(orig, 1, cfg, 0, 0, 0)[0]
+    v2 = virtual_views(x[info.index].clone(), 1, cfg, 0, 0, 0)[0]
+    assert torch.equal(v1, v2)
+
+
+def test_a_preset_that_changed_makes_older_runs_another_config(tmp_path):
+    """A run folder trained with 'vrm' before its definition changed is not read back as today's 'vrm'."""
+    from akd.engine import RunConfig, train
+    from akd.engine.trainer import RunDir
+
+    cfg = RunConfig(dataset="synthetic(n=64,test_n=32,classes=4,size=16,channels=1)", student="cnn_tiny", epochs=1,
+                    batch_size=32, objective="ce")
+    train(cfg, tmp_path / "r", progress=False)
+    rd = RunDir(tmp_path / "r")
+    assert rd.holds(cfg)
+    import json
+
+    stored = json.loads(rd.config.read_text())
+    stored["objective_terms"][0]["loss"] = "ce(label_smoothing=0.1)"  # what 'ce' resolved to "before"
+    rd.config.write_text(json.dumps(stored))
+    assert not rd.holds(cfg)
+    del stored["objective_terms"]  # an older folder: the summary's resolved objective decides
+    rd.config.write_text(json.dumps(stored))
+    assert rd.holds(cfg)
+    summary = json.loads(rd.summary.read_text())
+    summary["objective"][0]["loss"] = "ce(label_smoothing=0.1)"
+    rd.summary.write_text(json.dumps(summary))
+    assert not rd.holds(cfg)

@@ -192,6 +192,10 @@ class DeviceLoader:
                     xb, ra = _rand_augment(xb, g, self.rand_augment[0], self.rand_augment[1], return_params=True)
             yield (xb, yb, BatchInfo(idx, crop, ra)) if with_info else (xb, yb)
 
+    def originals(self, index: torch.Tensor) -> torch.Tensor:
+        """The stored (un-augmented) uint8 images of ``index`` (e.g. a batch's ``BatchInfo.index``)."""
+        return self.x[index]
+
     def to_float(self, xb: torch.Tensor) -> torch.Tensor:
         """Normalise a uint8 batch with this loader's mean/std (and memory format)."""
         out = normalize(xb, self.mean, self.std)
@@ -219,6 +223,7 @@ class DeviceLoader:
             f"DeviceLoader(n={len(self.x)}, batch_size={self.batch_size}, batches={len(self)}, device={self.device}, "
             f"shuffle={self.shuffle}, augment={self.augment}, seed={self.seed})"
         )
+
 
 
 def train_loader(ds, batch_size: int, *, device: str | torch.device, seed: int, workers: int | None = None):

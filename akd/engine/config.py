@@ -64,6 +64,8 @@ class RunConfig:
     # virtual views (RandAugment) when the objective reads them
     ra_ops: int = 2
     ra_magnitude: int = 9
+    ra_pool: list | None = None  # RandAugment op names (None: akd's 13-op pool, akd.data.RAND_AUGMENT_OPS)
+    view_base: Literal["crop", "original"] = "crop"  # virtual views of the cropped/flipped real view, or of the image
     # execution
     device: str = "auto"
     amp: Literal["auto", "bf16", "off"] = "auto"
@@ -133,6 +135,13 @@ class RunConfig:
             bad("checkpoint_every", "must be >= 1")
         if self.ra_ops < 0 or not 0 <= self.ra_magnitude <= 30:
             bad("ra_magnitude", "ra_ops must be >= 0 and ra_magnitude in [0, 30]")
+        if self.ra_pool is not None:
+            from ..data.randaugment import OPS
+
+            bad_ops = [o for o in self.ra_pool if o not in OPS]
+            if bad_ops or not self.ra_pool:
+                raise ConfigError(f"--ra-pool {','.join(map(str, self.ra_pool))!r}: unknown or empty op list "
+                                  f"(first bad: {bad_ops[0] if bad_ops else '-'}); valid ops: {', '.join(OPS)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,13 +162,18 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(d), default=str))
 
 
-def result_differences(stored: Mapping[str, Any], cfg: RunConfig) -> dict[str, tuple[Any, Any]]:
+def result_differences(stored: Mapping[str, Any], cfg: RunConfig, stored_terms: Any = None) -> dict[str, tuple[Any, Any]]:
     """``{key: (stored, now)}`` for the result-defining fields in which a stored config (``config.json``'s
     ``"config"``) differs from ``cfg``.  A field the stored config lacks (written by an akd that did not have it
     yet) counts as its default value, so adding a config field with a behaviour-preserving default does not turn
     every existing run directory into "another run".  Two teacher checkpoint *paths* are not compared (the
     same teacher lies at another path on another machine or cache): the run summary's ``teacher_digest``, the
-    hash of the teacher's weights, decides whether the teacher is the same (see ``check_same_teacher``)."""
+    hash of the teacher's weights, decides whether the teacher is the same (see ``check_same_teacher``).
+
+    ``stored_terms``: the objective's resolved terms as the stored run recorded them (``config.json``'s
+    ``objective_terms``, or ``summary.json``'s ``objective``).  An objective named by a preset (``"vrm"``) is
+    the same objective only if the preset still resolves to the same terms: a preset whose definition changed
+    between akd versions makes an older run "another config" (``objective terms`` in the difference)."""
     now, defaults, old = _plain(cfg.to_dict()), _plain(RunConfig().to_dict()), _plain(stored)
     diff = {}
     for k, v in now.items():
@@ -167,12 +181,34 @@ def result_differences(stored: Mapping[str, Any], cfg: RunConfig) -> dict[str, t
         if k in NOT_RESULT_FIELDS or was == v or (k == "teacher_ckpt" and was and v):
             continue
         diff[k] = (was, v)
+    if stored_terms is not None and "objective" not in diff:
+        terms_now = resolved_terms(cfg)
+        if terms_now is not None and _plain({"t": stored_terms})["t"] != terms_now:
+            diff["objective terms"] = (_brief(stored_terms), _brief(terms_now))
     return diff
 
 
-def same_result(stored: Mapping[str, Any], cfg: RunConfig) -> bool:
+def resolved_terms(cfg: RunConfig) -> list[dict[str, Any]] | None:
+    """The objective's resolved terms (as stored in run folders), or None when it does not build."""
+    from ..errors import ConfigError
+    from ..objective import build_objective
+
+    try:
+        return _plain({"t": build_objective(cfg.objective).describe()})["t"]
+    except ConfigError:
+        return None
+
+
+def _brief(terms: Any) -> str:
+    try:
+        return " + ".join(f"{t['name']}: {t['affinity']}/{t['norm']}/{t['loss']}" for t in terms)
+    except (TypeError, KeyError):
+        return str(terms)
+
+
+def same_result(stored: Mapping[str, Any], cfg: RunConfig, stored_terms: Any = None) -> bool:
     """True when a run with the stored config computes what ``cfg`` computes (see :func:`result_differences`)."""
-    return not result_differences(stored, cfg)
+    return not result_differences(stored, cfg, stored_terms)
 
 
 def _hints() -> dict[str, Any]:
@@ -202,6 +238,8 @@ def config_from_dict(data: Mapping[str, Any], base: RunConfig | None = None, whe
         try:
             setattr(cfg, norm_key, coerce(value, tp))
         except TypeError:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{where}: key '{key}' = {value!r} must be a finite number") from None
             raise ConfigError(f"{where}: key '{key}' = {value!r} has the wrong type (expected {_tname(tp)})") from None
     return cfg
 

@@ -34,7 +34,7 @@ from ..errors import AkdError, ConfigError, TrainingDiverged
 from ..models import create_model
 from ..objective import Objective, build_objective
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, weights_digest, write_json
-from .config import RunConfig, config_from_dict, same_result
+from .config import RunConfig, config_from_dict, resolved_terms, same_result
 from .device import autocast, resolve_device, use_channels_last
 from . import teacher_cache
 from .environment import environment
@@ -87,6 +87,14 @@ class RunDir:
         except (OSError, ValueError):
             return None
 
+    def stored_terms(self) -> Any:
+        """The stored run's resolved objective terms: config.json's ``objective_terms`` (or, for folders written
+        before it existed, summary.json's ``objective``); None when neither is there."""
+        stored = self.read_config() or {}
+        if "objective_terms" in stored:
+            return stored["objective_terms"]
+        return (self.read_summary() or {}).get("objective")
+
     def resolve(self, cfg: RunConfig, *, resume: bool, force: bool) -> RunConfig:
         """Check the folder and return the config to run (the stored one on ``resume``).  Writes nothing."""
         anc = self.path
@@ -97,7 +105,7 @@ class RunDir:
         stored = self.read_config()
         started = self.summary.exists() or self.checkpoint.exists()
         if stored is not None and started:
-            same = same_result(stored.get("config") or {}, cfg)
+            same = same_result(stored.get("config") or {}, cfg, self.stored_terms())
             if resume and not force:
                 keep = {k: getattr(cfg, k) for k in ("device", "log_every", "compile", "data_dir", "cache_dir", "eval_batch_size",
                                                     "workers")}
@@ -115,7 +123,7 @@ class RunDir:
     def holds(self, cfg: RunConfig) -> bool:
         """True when the folder's config.json describes a run that computes what ``cfg`` computes."""
         stored = self.read_config()
-        return stored is not None and same_result(stored.get("config") or {}, cfg)
+        return stored is not None and same_result(stored.get("config") or {}, cfg, self.stored_terms())
 
     def commit(self, cfg: RunConfig, *, force: bool) -> None:
         """Create the folder (after validation), clear it on ``force``, and write config.json."""
@@ -124,10 +132,11 @@ class RunDir:
         except OSError as e:
             raise ConfigError(f"--out {self.path}: not writable ({e.strerror or e})") from None
         stored = self.read_config()
-        if force or (stored is not None and not same_result(stored.get("config") or {}, cfg)):
+        if force or (stored is not None and not same_result(stored.get("config") or {}, cfg, self.stored_terms())):
             for p in (self.metrics, self.summary, self.checkpoint, self.model):
                 p.unlink(missing_ok=True)
-        write_json(self.config, {"fingerprint": cfg.fingerprint(), "name": describe_name(cfg), "config": cfg.to_dict()})
+        write_json(self.config, {"fingerprint": cfg.fingerprint(), "name": describe_name(cfg), "config": cfg.to_dict(),
+                                 "objective_terms": resolved_terms(cfg)})
 
     def prepare(self, cfg: RunConfig, *, resume: bool, force: bool) -> RunConfig:
         """:meth:`resolve` then :meth:`commit` (for callers that validated already)."""
@@ -351,10 +360,11 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module, device: torch.device)
 
 
 def virtual_views(x_u8: torch.Tensor, k: int, cfg: RunConfig, view_seed: int, epoch: int, step: int) -> list[torch.Tensor]:
-    """k RandAugment views of the (already cropped/flipped) real batch, from the (view, epoch, step) stream."""
+    """k RandAugment views (``cfg.ra_ops`` ops of magnitude ``cfg.ra_magnitude`` from ``cfg.ra_pool``) of ``x_u8``: the
+    cropped/flipped real batch (``view_base = "crop"``) or the stored images (``"original"``); (view, epoch, step) stream."""
     g = torch.Generator(device=x_u8.device)
     g.manual_seed(stream_seed(view_seed, STREAM_VIEW, epoch, step))
-    return [rand_augment(x_u8, g, num_ops=cfg.ra_ops, magnitude=cfg.ra_magnitude) for _ in range(k)]
+    return [rand_augment(x_u8, g, num_ops=cfg.ra_ops, magnitude=cfg.ra_magnitude, ops=cfg.ra_pool) for _ in range(k)]
 
 
 def check_same_teacher(rd: RunDir, prev: dict[str, Any], digest: str | None) -> None:
@@ -579,7 +589,9 @@ def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None]
                 k_max = max(ln.views for ln in now)
                 xs = [normalize(xb, *mean_std)]
                 if k_max:
-                    xs += [normalize(v, *mean_std) for v in virtual_views(xb, k_max, now[0].cfg, now[0].cfg.seeds()["view"], epoch, step)]
+                    vcfg = now[0].cfg  # lanes that share batches share the view settings (experiment.share_key)
+                    base = xb if vcfg.view_base == "crop" else loader.originals(info.index)
+                    xs += [normalize(v, *mean_std) for v in virtual_views(base, k_max, vcfg, vcfg.seeds()["view"], epoch, step)]
                 # under DDP every rank drew the same global batch and views: keep this rank's rows
                 xs, yb, info = rt.shard(xs, yb, info)
                 B = yb.shape[0]
