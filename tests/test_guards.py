@@ -266,3 +266,35 @@ def test_fuzz_statistics_recorded():
     print(f"fuzzed --check: {FUZZ_STATS}")
     assert FUZZ_STATS["cases"] >= 400
     assert FUZZ_STATS["exit0"] + FUZZ_STATS["exit2"] == FUZZ_STATS["cases"]
+
+
+# ---------------------------------------------------------------------------------------------
+# run identity: folder names stay stable when a config field is added
+# ---------------------------------------------------------------------------------------------
+#: the result-defining fields of the first release: their fingerprint names every existing teacher-cache folder
+FIRST_RELEASE_FIELDS = {
+    "dataset", "dev", "student", "teacher", "teacher_ckpt", "objective", "epochs", "batch_size", "lr", "momentum",
+    "weight_decay", "nesterov", "milestones", "lr_decay", "teacher_epochs", "teacher_lr", "teacher_seed", "seed",
+    "init_seed", "data_seed", "view_seed", "ra_ops", "ra_magnitude", "amp", "channels_last", "log_every",
+    "eval_batch_size", "checkpoint_every",
+}
+
+
+def test_a_new_result_field_is_registered_as_added():
+    """A field added to RunConfig must be listed in NOT_RESULT_FIELDS or ADDED_FIELDS, else every cached teacher
+    would be retrained under a new folder name."""
+    from akd.engine.config import ADDED_FIELDS, FIELDS, NOT_RESULT_FIELDS
+
+    unregistered = set(FIELDS) - FIRST_RELEASE_FIELDS - set(ADDED_FIELDS) - set(NOT_RESULT_FIELDS)
+    assert not unregistered, f"add {sorted(unregistered)} to ADDED_FIELDS (result-defining) or NOT_RESULT_FIELDS"
+
+
+def test_fingerprint_ignores_added_fields_at_their_default():
+    from akd.engine.teacher import teacher_dir
+
+    base = RunConfig(dataset="fashion-mnist(train_n=10000)", teacher="cnn_wide", student="cnn_tiny", teacher_epochs=10,
+                     epochs=6, batch_size=64)
+    assert teacher_dir(base).name == "cnn_wide-fashion-mnist_train_n_10000-abf028e762b48892"  # the committed evidence's
+    assert RunConfig(view_base="crop").fingerprint() == RunConfig().fingerprint()
+    assert RunConfig(view_base="original").fingerprint() != RunConfig().fingerprint()
+    assert RunConfig(ra_pool=["rotate"]).fingerprint() != RunConfig().fingerprint()

@@ -148,12 +148,20 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self, exclude: tuple[str, ...] = NOT_RESULT_FIELDS) -> str:
-        """Hash of everything that defines the run's result (not where/how fast it runs)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        """Hash of everything that defines the run's result (not where/how fast it runs).
+
+        Fields added after the first release (:data:`ADDED_FIELDS`) enter the hash only when they differ from
+        their default, so adding a field never renames the folders (e.g. the teacher cache's) of runs that do
+        not use it."""
+        defaults = RunConfig.__dataclass_fields__
+        d = {k: v for k, v in self.to_dict().items()
+             if k not in exclude and not (k in ADDED_FIELDS and v == defaults[k].default)}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+#: result-defining fields added after the first release (left out of the fingerprint while at their default)
+ADDED_FIELDS = ("ra_pool", "view_base")
 ALIASES = {"method": "objective"}
 
 
