@@ -231,7 +231,7 @@ def build_config(config_path, overrides: dict[str, Any], objective_flags: dict[s
 
 def preflight_run(cfg):
     """Checks that need the data (batch size, teacher checkpoint fit); returns the loaded data set."""
-    from .engine.teacher import check_data_and_teacher
+    from .engine.preflight import check_data_and_teacher
 
     return check_data_and_teacher(cfg)
 
@@ -341,7 +341,8 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
     """
     from .engine import train
     from .engine.distributed import DistOptions, check_world, launch, torchrun_world, train_distributed
-    from .engine.trainer import RunDir, RunInterrupted
+    from .engine.runs import RunDir
+    from .engine.trainer import RunInterrupted
     from .errors import TrainingDiverged
 
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,

@@ -303,11 +303,11 @@ def preflight(cells: list[Cell]) -> None:
     For every runnable cell: the device, the model names, the data set (loaded once per
     distinct spec: missing or corrupt files), the batch size against the training set, a
     given teacher checkpoint (readable, matching classes and input shape), the models' taps and
-    the memory estimate of one step (:func:`akd.engine.teacher.check_data_and_teacher`).
+    the memory estimate of one step (:func:`akd.engine.preflight.check_data_and_teacher`).
     """
     from .data import load_dataset
     from .engine.device import resolve_device
-    from .engine.teacher import check_data_and_teacher
+    from .engine.preflight import check_data_and_teacher
     from .models import MODELS
 
     data: dict[str, Any] = {}
@@ -348,6 +348,7 @@ def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[st
     """
     from .data import load_dataset
     from .engine.teacher import resolve_teacher
+    from .engine.trainer import train
     from .objective import build_objective
 
     needs = [c for c in cells if c.config is not None and build_objective(c.config.objective).needs_teacher]
@@ -369,7 +370,7 @@ def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[st
             info = {"teacher_path": train_teacher(cfg)}
         else:
             ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
-            _, info = resolve_teacher(cfg, ds, log=log, progress=progress)
+            _, info = resolve_teacher(cfg, ds, train=train, log=log, progress=progress)
         for c in cs:
             c.config = dataclasses.replace(c.config, teacher=None, teacher_ckpt=info["teacher_path"])
 
@@ -475,7 +476,7 @@ def _config_diff(stored: dict[str, Any], cfg: RunConfig, stored_terms: Any = Non
 def _stale_runs(tasks: list[tuple]) -> list[tuple[str, int, Path, str]]:
     """The (cell, seed) folders that hold a started run of another config than the grid now asks for."""
     from .engine.teacher import teacher_file_digest
-    from .engine.trainer import RunDir
+    from .engine.runs import RunDir
 
     stale = []
     for c, s, cfg, d in tasks:

@@ -50,10 +50,11 @@ def _teacher_task(cfg_dict: dict[str, Any], quiet: bool) -> str:
     from .data import load_dataset
     from .engine.config import config_from_dict
     from .engine.teacher import resolve_teacher
+    from .engine.trainer import train
 
     cfg = config_from_dict(cfg_dict)
     ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
-    _, info = resolve_teacher(cfg, ds, log=print, progress=not quiet)
+    _, info = resolve_teacher(cfg, ds, train=train, log=print, progress=not quiet)
     return info["teacher_path"]
 
 

@@ -39,12 +39,13 @@ from akd.affinity import _edge_gram
 from akd.models import create_model
 from akd.objective import build_objective
 
-OBJECTIVES = ["ce", "kd", "rkd", "cc", "sp", "pkt", "vrm"]
+OBJECTIVES = ["ce", "kd", "rkd", "cc", "sp", "pkt", "dist", "dkd", "vrm", "vrm-zs-edge"]
 D_POOLED, MAP_CH, MAP_HW = 256, 256, 8
 
 
 def rows_for(name: str, B: int) -> int:
-    return 2 * B if name == "vrm" else B
+    """B real rows, plus B per virtual view the objective reads (the vrm presets: one)."""
+    return B * (1 + build_objective(name).views)
 
 
 def estimate_gib(name: str, B: int, C: int) -> float:

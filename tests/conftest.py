@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# 2 threads by default; AKD_TEST_THREADS=N runs the suite with N (the reliability matrix: 1, 2 and 4)
+torch.set_num_threads(int(os.environ.get("AKD_TEST_THREADS", 0)) or min(2, os.cpu_count() or 1))
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 

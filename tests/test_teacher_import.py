@@ -129,11 +129,14 @@ def test_import_measures_once_and_is_reused_by_name(tmp_path, monkeypatch):
     assert rec["digest"] == weights_digest(m.state_dict()) and rec["file"] == {"accuracy": pytest.approx(73.25), "epoch": 240}
 
     # --teacher resnet8 on that data set now uses the imported weights (no training), with the measured accuracy
+    import akd.engine.metrics as metrics
     import akd.engine.trainer as trainer
 
     measured = []
-    real = trainer.evaluate
-    monkeypatch.setattr(trainer, "evaluate", lambda *a, **k: measured.append(1) or real(*a, **k))
+    real = metrics.evaluate
+    counted = lambda *a, **k: measured.append(1) or real(*a, **k)  # noqa: E731
+    monkeypatch.setattr(metrics, "evaluate", counted)  # every evaluation, whoever imported it
+    monkeypatch.setattr(trainer, "evaluate", counted)
     code, out, err = run_cli("run", "--method", "dkd", "--teacher", "resnet8", "--student", "resnet8", "--dataset", SYN,
                              "--epochs", "1", "--batch-size", "16", "--out", str(tmp_path / "run"), "--quiet")
     assert code == 0, err

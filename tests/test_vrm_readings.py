@@ -269,7 +269,7 @@ def test_views_of_the_original_image_ignore_the_crop():
 def test_a_preset_that_changed_makes_older_runs_another_config(tmp_path):
     """A run folder trained with 'vrm' before its definition changed is not read back as today's 'vrm'."""
     from akd.engine import RunConfig, train
-    from akd.engine.trainer import RunDir
+    from akd.engine.runs import RunDir
 
     cfg = RunConfig(dataset="synthetic(n=64,test_n=32,classes=4,size=16,channels=1)", student="cnn_tiny", epochs=1,
                     batch_size=32, objective="ce")

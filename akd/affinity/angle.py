@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import AFFINITIES
+from ._registry import AFFINITIES
 from .base import Affinity
 
 

@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from ..registry import require
-from . import AFFINITIES
+from ._registry import AFFINITIES
 from .base import Affinity, pairwise_sq_dists
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from . import AFFINITIES
+from ._registry import AFFINITIES
 from .base import Affinity
 
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..registry import require
-from . import AFFINITIES
+from ._registry import AFFINITIES
 from .base import Affinity
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..registry import require
-from . import AFFINITIES
+from ._registry import AFFINITIES
 from .base import Affinity, Graph, Nodes
 from .edge import edges
 

@@ -16,20 +16,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import Registry, Spec
+from ..registry import Spec
+from ._registry import DATASETS
+from .base import Dataset, balanced_order, channel_stats, take_subset, with_dev_split
+from .augment import CropFlipParams, apply_crop_flip, draw_crop_flip, random_crop_flip
+from .randaugment import OPS as RAND_AUGMENT_OPS
+from .randaugment import RandAugmentParams, apply_rand_augment, draw_rand_augment, rand_augment
+from .pipeline import BatchInfo, DeviceLoader, derive_seed, normalize, train_loader
+from .stream import LazyImages, StreamLoader
+from . import fashion_mnist, cifar, synthetic, image_folder  # noqa: F401
 
-DATASETS = Registry("dataset")
-
-from .base import Dataset, balanced_order, channel_stats, take_subset, with_dev_split  # noqa: E402
-from .augment import CropFlipParams, apply_crop_flip, draw_crop_flip, random_crop_flip  # noqa: E402
-from .randaugment import OPS as RAND_AUGMENT_OPS  # noqa: E402
-from .randaugment import RandAugmentParams, apply_rand_augment, draw_rand_augment, rand_augment  # noqa: E402
-from .pipeline import BatchInfo, DeviceLoader, derive_seed, normalize, train_loader  # noqa: E402
-from .stream import LazyImages, StreamLoader  # noqa: E402
-from . import fashion_mnist, cifar, synthetic, image_folder  # noqa: E402,F401
-
-from ..errors import ConfigError  # noqa: E402
-from pathlib import Path  # noqa: E402
+from ..errors import ConfigError
+from pathlib import Path
 
 
 def load_dataset(spec: Spec, data_dir: str | None = None, dev: float = 0.0, seed: int = 0) -> Dataset:

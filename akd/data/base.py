@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, DataError
+from ..paths import cache_root  # downloads honour AKD_CACHE_DIR like the teacher cache
 from ..registry import require
 
 __all__ = [
@@ -214,12 +215,6 @@ def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/akd`` or ``~/.cache/akd``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "akd"
 
 
 def search_dirs(sub: str, data_dir: str | None = None, extra: tuple[str, ...] = ()) -> list[Path]:

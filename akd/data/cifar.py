@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from . import DATASETS
+from ._registry import DATASETS
 from .base import Dataset, cache_root, take_subset
 from .base import download as _download
 

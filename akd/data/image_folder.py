@@ -45,7 +45,7 @@ import torch
 
 from ..errors import DataError
 from ..registry import require
-from . import DATASETS
+from ._registry import DATASETS
 from .base import Dataset
 from .folder_transforms import resolve_decoder
 from .stream import ImageFiles, LazyImages, StreamLoader, default_workers

@@ -31,7 +31,7 @@ import math
 import torch
 
 from ..registry import require
-from . import DATASETS
+from ._registry import DATASETS
 from .base import Dataset, channel_stats
 
 _CHUNK = 4096

@@ -73,7 +73,9 @@ from ..affinity import Nodes
 from ..errors import AkdError, ConfigError, TrainingDiverged
 from .config import RunConfig, config_from_dict
 from .device import resolve_device
-from .trainer import Accumulator, LocalRuntime, RunInterrupted, StopFlag, evaluate
+from .metrics import Accumulator, evaluate
+from .signals import StopFlag
+from .trainer import LocalRuntime, RunInterrupted
 
 #: how long ranks wait for each other outside training steps (rank 0 may be training a teacher)
 CONTROL_TIMEOUT = timedelta(days=7)

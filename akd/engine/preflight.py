@@ -185,6 +185,37 @@ def check_teacher_taps(teacher_spec: Any, objective: Objective, num_classes: int
                           f"(it has: {', '.join(sorted(prof.taps))})")
 
 
+def check_data_and_teacher(cfg: Any, ds: Any = None) -> Any:
+    """Every check that needs the data but no training; returns the data set (loaded unless given).
+
+    The batch size against the training set, a teacher checkpoint's fit, the teacher architecture's taps
+    (before it is trained), and the memory estimate of one step (:mod:`akd.engine.preflight`).
+    """
+    from ..data import load_dataset
+    from ..objective import build_objective
+    from .device import resolve_device
+    from .teacher_files import load_teacher_file
+
+    objective = build_objective(cfg.objective)
+    if ds is None:
+        ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
+    n_train = ds.train_x.shape[0]
+    if cfg.batch_size > n_train:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the training set ({n_train} images)")
+    if objective.views and cfg.batch_size < 2:
+        raise ConfigError("--batch-size must be >= 2 for relational objectives")
+    teacher_spec = None
+    if objective.needs_teacher:
+        if cfg.teacher_ckpt:
+            _, info = load_teacher_file(cfg.teacher_ckpt, cfg.teacher, ds.num_classes, ds.in_shape, cfg.cache_dir)
+            teacher_spec = info["teacher"]
+        elif cfg.teacher:
+            teacher_spec = cfg.teacher
+            check_teacher_taps(teacher_spec, objective, ds.num_classes, ds.in_shape)
+    check_step_memory(cfg, objective, ds.num_classes, ds.in_shape, resolve_device(cfg.device), teacher_spec)
+    return ds
+
+
 # --------------------------------------------------------------------------------------------
 # --check: what a run would do, from the same checks, without training or writing anything
 # --------------------------------------------------------------------------------------------
@@ -205,7 +236,7 @@ def teacher_plan(cfg: Any) -> str:
 
 def folder_plan(cfg: Any, out: Any, *, resume: bool = False, force: bool = False) -> str:
     """What would happen to run folder ``out`` (raises the same ConfigError a real run would)."""
-    from .trainer import RunDir
+    from .runs import RunDir
 
     rd = RunDir(out)
     run_cfg = rd.resolve(cfg, resume=resume, force=force)
@@ -236,8 +267,7 @@ def step_plan(cfg: Any, ds: Any) -> tuple[int, str]:
 def run_plan(cfg: Any, out: Any, *, resume: bool = False, force: bool = False) -> list[str]:
     """``akd run --check``: every check a run makes before training, and what it would do (as lines)."""
     from ..objective import build_objective
-    from .teacher import check_data_and_teacher
-    from .trainer import RunDir, describe_name
+    from .runs import RunDir, describe_name
 
     run_cfg = RunDir(out).resolve(cfg, resume=resume, force=force)
     ds = check_data_and_teacher(run_cfg)

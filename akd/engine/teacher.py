@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -23,15 +22,7 @@ from ..models import create_model
 from .checkpoint import load_checkpoint, weights_digest
 from .teacher_files import load_teacher_file, read_weights
 from .config import RunConfig
-
-
-def cache_root(cfg_dir: str | None = None) -> Path:
-    if cfg_dir:
-        return Path(cfg_dir)
-    if os.environ.get("AKD_CACHE_DIR"):
-        return Path(os.environ["AKD_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "akd"
+from ..paths import cache_root
 
 
 def teacher_config(cfg: RunConfig) -> RunConfig:
@@ -131,8 +122,10 @@ def _with_published_check(loaded: tuple, cfg: RunConfig, log: Callable[[str], No
     return loaded
 
 
-def resolve_teacher(cfg: RunConfig, ds: Any, *, log: Callable[[str], None] = print, progress: bool = True):
-    """The frozen teacher for ``cfg``: from ``--teacher-ckpt``, or the cache (trained on a miss)."""
+def resolve_teacher(cfg: RunConfig, ds: Any, *, train: Callable[..., Any], log: Callable[[str], None] = print,
+                    progress: bool = True):
+    """The frozen teacher for ``cfg``: from ``--teacher-ckpt``, or the cache (trained on a miss with ``train``, the
+    engine's training function: the teacher module receives it instead of importing the trainer)."""
     if cfg.teacher_ckpt:  # akd, RepDistiller/CRD/mdistiller, torchdistill-style or bare state_dict files
         return _with_published_check(load_teacher_file(cfg.teacher_ckpt, cfg.teacher, ds.num_classes, ds.in_shape,
                                                        cfg.cache_dir), cfg, log)
@@ -147,41 +140,8 @@ def resolve_teacher(cfg: RunConfig, ds: Any, *, log: Callable[[str], None] = pri
         return _with_published_check(load_teacher_file(imp, cfg.teacher, ds.num_classes, ds.in_shape, cfg.cache_dir), cfg, log)
     d = teacher_dir(cfg)
     if not (d / "model.pt").exists():
-        from .trainer import train
-
         log(f"training teacher {cfg.teacher} on {cfg.dataset} into the cache: {d}")
         train(teacher_config(cfg), d, resume=True, progress=progress, log=log, data=ds)
     else:
         log(f"reusing cached teacher {d}")
     return load_model_file(d, ds.num_classes, ds.in_shape)
-
-
-def check_data_and_teacher(cfg: RunConfig, ds: Any = None) -> Any:
-    """Every check that needs the data but no training; returns the data set (loaded unless given).
-
-    The batch size against the training set, a teacher checkpoint's fit, the teacher architecture's taps
-    (before it is trained), and the memory estimate of one step (:mod:`akd.engine.preflight`).
-    """
-    from ..data import load_dataset
-    from ..objective import build_objective
-    from .device import resolve_device
-    from .preflight import check_step_memory, check_teacher_taps
-
-    objective = build_objective(cfg.objective)
-    if ds is None:
-        ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
-    n_train = ds.train_x.shape[0]
-    if cfg.batch_size > n_train:
-        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the training set ({n_train} images)")
-    if objective.views and cfg.batch_size < 2:
-        raise ConfigError("--batch-size must be >= 2 for relational objectives")
-    teacher_spec = None
-    if objective.needs_teacher:
-        if cfg.teacher_ckpt:
-            _, info = load_teacher_file(cfg.teacher_ckpt, cfg.teacher, ds.num_classes, ds.in_shape, cfg.cache_dir)
-            teacher_spec = info["teacher"]
-        elif cfg.teacher:
-            teacher_spec = cfg.teacher
-            check_teacher_taps(teacher_spec, objective, ds.num_classes, ds.in_shape)
-    check_step_memory(cfg, objective, ds.num_classes, ds.in_shape, resolve_device(cfg.device), teacher_spec)
-    return ds

@@ -176,7 +176,7 @@ def _slug(s: str) -> str:
 
 
 def imported_root(cache_dir: str | None = None) -> Path:
-    from .teacher import cache_root
+    from ..paths import cache_root
 
     return cache_root(cache_dir) / "teachers" / "imported"
 
@@ -217,7 +217,7 @@ def import_teacher(path: str | Path, model: str | None, cfg: Any, *, log: Callab
     """Measure a teacher file's test accuracy once and add it to the teacher cache under (model, dataset)."""
     from ..data import load_dataset
     from .device import resolve_device
-    from .trainer import evaluate
+    from .metrics import evaluate
 
     ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, dev=cfg.dev, seed=0)
     net, info = load_teacher_file(path, model, ds.num_classes, ds.in_shape, cfg.cache_dir)

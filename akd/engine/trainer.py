@@ -20,21 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..data import normalize, rand_augment, train_loader
 from ..errors import AkdError, ConfigError, TrainingDiverged
 from ..models import create_model
 from ..objective import Objective, build_objective
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, weights_digest, write_json
-from .config import RunConfig, config_from_dict, resolved_terms, same_result
+from .config import RunConfig
+from .metrics import Accumulator, evaluate
+from .runs import RunDir, check_same_teacher, describe_name
 from .device import autocast, resolve_device, use_channels_last
 from . import teacher_cache
 from .environment import environment
@@ -59,180 +59,6 @@ def stream_seed(*parts: int) -> int:
 
 STREAM_INIT, STREAM_DATA, STREAM_VIEW = 1, 2, 3
 
-
-
-# --------------------------------------------------------------------------------------------
-# run directory
-# --------------------------------------------------------------------------------------------
-class RunDir:
-    """config.json, metrics.jsonl, summary.json, checkpoint.pt, model.pt inside one folder."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.config = self.path / "config.json"
-        self.metrics = self.path / "metrics.jsonl"
-        self.summary = self.path / "summary.json"
-        self.checkpoint = self.path / "checkpoint.pt"
-        self.model = self.path / "model.pt"
-
-    def read_summary(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.summary.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def read_config(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.config.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def stored_terms(self) -> Any:
-        """The stored run's resolved objective terms: config.json's ``objective_terms`` (or, for folders written
-        before it existed, summary.json's ``objective``); None when neither is there."""
-        stored = self.read_config() or {}
-        if "objective_terms" in stored:
-            return stored["objective_terms"]
-        return (self.read_summary() or {}).get("objective")
-
-    def resolve(self, cfg: RunConfig, *, resume: bool, force: bool) -> RunConfig:
-        """Check the folder and return the config to run (the stored one on ``resume``).  Writes nothing."""
-        anc = self.path
-        while not anc.exists() and anc != anc.parent:
-            anc = anc.parent
-        if anc.exists() and (not anc.is_dir() or not os.access(anc, os.W_OK | os.X_OK)):
-            raise ConfigError(f"--out {self.path}: not writable ({anc} is {'not a folder' if not anc.is_dir() else 'read-only'})")
-        stored = self.read_config()
-        started = self.summary.exists() or self.checkpoint.exists()
-        if stored is not None and started:
-            same = same_result(stored.get("config") or {}, cfg, self.stored_terms())
-            if resume and not force:
-                keep = {k: getattr(cfg, k) for k in ("device", "log_every", "compile", "data_dir", "cache_dir", "eval_batch_size",
-                                                    "workers")}
-                cfg = config_from_dict({**stored["config"], **keep}, where=str(self.config))
-            elif not same and not force:
-                raise ConfigError(
-                    f"--out {self.path} already holds a different run ({stored.get('name', '?')}); "
-                    "use --resume to continue it, --force to overwrite it, or another --out"
-                )
-        elif stored is None and self.path.is_dir() and any(p.name != ".akd-write-test" for p in self.path.iterdir()) and not force:
-            foreign = [p.name for p in self.path.iterdir()][:3]
-            raise ConfigError(f"--out {self.path} is not empty and holds no akd run ({', '.join(foreign)}); use --force or another --out")
-        return cfg
-
-    def holds(self, cfg: RunConfig) -> bool:
-        """True when the folder's config.json describes a run that computes what ``cfg`` computes."""
-        stored = self.read_config()
-        return stored is not None and same_result(stored.get("config") or {}, cfg, self.stored_terms())
-
-    def commit(self, cfg: RunConfig, *, force: bool) -> None:
-        """Create the folder (after validation), clear it on ``force``, and write config.json."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"--out {self.path}: not writable ({e.strerror or e})") from None
-        stored = self.read_config()
-        if force or (stored is not None and not same_result(stored.get("config") or {}, cfg, self.stored_terms())):
-            for p in (self.metrics, self.summary, self.checkpoint, self.model):
-                p.unlink(missing_ok=True)
-        write_json(self.config, {"fingerprint": cfg.fingerprint(), "name": describe_name(cfg), "config": cfg.to_dict(),
-                                 "objective_terms": resolved_terms(cfg)})
-
-    def prepare(self, cfg: RunConfig, *, resume: bool, force: bool) -> RunConfig:
-        """:meth:`resolve` then :meth:`commit` (for callers that validated already)."""
-        cfg = self.resolve(cfg, resume=resume, force=force)
-        self.commit(cfg, force=force)
-        return cfg
-
-
-def describe_name(cfg: RunConfig) -> str:
-    if isinstance(cfg.objective, str):
-        obj = cfg.objective
-    elif isinstance(cfg.objective, dict) and cfg.objective.get("name"):
-        obj = str(cfg.objective["name"])
-    else:
-        obj = "custom"
-    t = cfg.teacher or (Path(cfg.teacher_ckpt).parent.name if cfg.teacher_ckpt else "-")
-    return f"{obj}:{t}->{cfg.student}@{cfg.dataset}/seed{cfg.seed}"
-
-
-# --------------------------------------------------------------------------------------------
-# device-side accumulation
-# --------------------------------------------------------------------------------------------
-class Accumulator:
-    """Sums of loss terms, correct predictions and non-finite flags, kept on the device."""
-
-    def __init__(self, names: list[str], device: torch.device):
-        self.names = names
-        self.sums = torch.zeros(len(names), device=device, dtype=torch.float64)
-        self.correct = torch.zeros((), device=device, dtype=torch.int64)
-        self.seen = 0
-        self.steps = 0
-        self.first_bad = torch.full((len(names),), -1, device=device, dtype=torch.int64)
-
-    def add(self, losses: dict[str, torch.Tensor], logits: torch.Tensor, y: torch.Tensor, step: int) -> None:
-        vals = torch.stack([losses[n].detach().float() for n in self.names])
-        finite = torch.isfinite(vals)
-        self.sums += torch.where(finite, vals, torch.zeros_like(vals)).double()
-        self.first_bad = torch.where(~finite & (self.first_bad < 0), torch.full_like(self.first_bad, step), self.first_bad)
-        self.correct += (logits.detach().argmax(-1) == y).sum()
-        self.seen += y.shape[0]
-        self.steps += 1
-
-    def check_finite(self) -> None:
-        bad = self.first_bad.tolist()
-        hits = [(s, n) for s, n in zip(bad, self.names) if s >= 0]
-        if hits:
-            step, _ = min(hits)
-            terms = ", ".join(n for s, n in hits if s == step)
-            raise TrainingDiverged(f"loss term(s) {terms} became NaN/inf at step {step}")
-
-    def means(self) -> dict[str, float]:
-        s = self.sums.tolist()
-        n = max(1, self.steps)
-        out = {k: v / n for k, v in zip(self.names, s)}
-        out["acc"] = 100.0 * self.correct.item() / max(1, self.seen)
-        return out
-
-    def state(self) -> dict[str, Any]:
-        return {"sums": self.sums.cpu(), "correct": self.correct.cpu(), "seen": self.seen, "steps": self.steps,
-                "first_bad": self.first_bad.cpu()}
-
-    def load(self, st: dict[str, Any]) -> None:
-        dev = self.sums.device
-        self.sums = st["sums"].to(dev)
-        self.correct = st["correct"].to(dev)
-        self.first_bad = st["first_bad"].to(dev)
-        self.seen, self.steps = st["seen"], st["steps"]
-
-
-# --------------------------------------------------------------------------------------------
-# evaluation
-# --------------------------------------------------------------------------------------------
-@torch.inference_mode()
-def evaluate(model: torch.nn.Module, x_u8: torch.Tensor, y: torch.Tensor, mean, std, *, batch_size: int,
-             device: torch.device, amp: str = "auto", channels_last: bool = False) -> dict[str, float]:
-    """Top-1/top-5 accuracy (%) and mean CE on a uint8 set that lives on ``device``."""
-    was = model.training
-    model.eval()
-    correct1 = torch.zeros((), device=device, dtype=torch.int64)
-    correct5 = torch.zeros((), device=device, dtype=torch.int64)
-    loss = torch.zeros((), device=device, dtype=torch.float64)
-    for i in range(0, x_u8.shape[0], batch_size):
-        xb = normalize(x_u8[i:i + batch_size], mean, std)
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        yb = y[i:i + batch_size]
-        with autocast(device, amp):
-            logits = model(xb)["logits"].float()
-        loss += F.cross_entropy(logits, yb, reduction="sum").double()
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices
-        correct1 += (top[:, 0] == yb).sum()
-        correct5 += (top == yb[:, None]).any(dim=1).sum()
-    model.train(was)
-    n = max(1, x_u8.shape[0])
-    return {"top1": 100.0 * correct1.item() / n, "top5": 100.0 * correct5.item() / n, "loss": loss.item() / n}
 
 
 class LocalRuntime:
@@ -318,7 +144,8 @@ def check_taps(model: torch.nn.Module, sources: set[str], who: str, spec: str) -
 def build_context(cfg: RunConfig, *, log: Callable[[str], None] = print, teacher_module: torch.nn.Module | None = None,
                   data: Any = None, progress: bool = True) -> Context:
     """Resolve device, data, objective, student and teacher; validate everything before training starts."""
-    from .teacher import check_data_and_teacher, resolve_teacher
+    from .preflight import check_data_and_teacher
+    from .teacher import resolve_teacher
 
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -334,7 +161,7 @@ def build_context(cfg: RunConfig, *, log: Callable[[str], None] = print, teacher
         if teacher_module is not None:
             teacher, info = teacher_module, {"teacher": "given", "teacher_digest": state_digest(teacher_module)}
         else:
-            teacher, info = resolve_teacher(cfg, ds, log=log, progress=progress)
+            teacher, info = resolve_teacher(cfg, ds, train=train, log=log, progress=progress)
         check_taps(teacher, objective.teacher_sources(), "teacher", cfg.teacher or str(cfg.teacher_ckpt))
     cl = use_channels_last(device, cfg.channels_last)
     fmt = torch.channels_last if cl else torch.contiguous_format
@@ -365,14 +192,6 @@ def virtual_views(x_u8: torch.Tensor, k: int, cfg: RunConfig, view_seed: int, ep
     g = torch.Generator(device=x_u8.device)
     g.manual_seed(stream_seed(view_seed, STREAM_VIEW, epoch, step))
     return [rand_augment(x_u8, g, num_ops=cfg.ra_ops, magnitude=cfg.ra_magnitude, ops=cfg.ra_pool) for _ in range(k)]
-
-
-def check_same_teacher(rd: RunDir, prev: dict[str, Any], digest: str | None) -> None:
-    """A started run is continued or read back only with the teacher weights it was trained with."""
-    was = prev.get("teacher_digest")
-    if was and digest and was != digest:
-        raise ConfigError(f"--out {rd.path} holds a run trained with other teacher weights (teacher {was}, now {digest}: "
-                          "the checkpoint was replaced or retrained); use --force to redo it, or another --out")
 
 
 def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True,

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..registry import require
-from . import LOSSES
+from ._registry import LOSSES
 from .base import MatchLoss
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import LOSSES
+from ._registry import LOSSES
 from .base import MatchLoss, kept
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from . import LOSSES
+from ._registry import LOSSES
 from .base import MatchLoss, kept, masked_mean
 
 

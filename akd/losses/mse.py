@@ -4,7 +4,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from . import LOSSES
+from ._registry import LOSSES
 from .base import MatchLoss, kept, masked_mean
 
 

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..registry import require
-from . import NORMALIZATIONS
+from ._registry import NORMALIZATIONS
 from .base import Normalization
 
 

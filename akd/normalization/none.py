@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from . import NORMALIZATIONS
+from ._registry import NORMALIZATIONS
 from .base import Normalization
 
 

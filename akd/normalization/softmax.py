@@ -3,7 +3,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..registry import require
-from . import NORMALIZATIONS
+from ._registry import NORMALIZATIONS
 from .base import Normalization
 
 

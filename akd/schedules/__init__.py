@@ -6,11 +6,8 @@ is a registry spec, validated when the objective is built.  The engine calls
 (0-based) epoch index, so a resumed run applies exactly the factor the uninterrupted run applied.
 """
 
-from ..registry import Registry
-
-SCHEDULES = Registry("schedule")
-
-from .base import WeightSchedule  # noqa: E402
-from . import constant, linear_warmup, step  # noqa: E402,F401
+from ._registry import SCHEDULES
+from .base import WeightSchedule
+from . import constant, linear_warmup, step  # noqa: F401
 
 __all__ = ["SCHEDULES", "WeightSchedule"]

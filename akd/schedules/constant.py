@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from . import SCHEDULES
+from ._registry import SCHEDULES
 from .base import WeightSchedule
 
 

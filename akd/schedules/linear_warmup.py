@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from ..registry import require
-from . import SCHEDULES
+from ._registry import SCHEDULES
 from .base import WeightSchedule
 
 
