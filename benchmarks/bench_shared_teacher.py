@@ -30,7 +30,8 @@ import torch
 from akd.data import load_dataset
 from akd.engine import RunConfig, train
 from akd.engine.device import use_channels_last
-from akd.engine.trainer import save_model, train_shared
+from akd.engine.loop import save_model
+from akd.engine.trainer import train_shared
 from akd.models import create_model
 
 

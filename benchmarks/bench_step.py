@@ -35,7 +35,8 @@ from torch.overrides import TorchFunctionMode
 from akd.data import load_dataset, rand_augment
 from akd.engine import RunConfig
 from akd.engine.device import autocast, use_channels_last
-from akd.engine.trainer import STREAM_INIT, stream_seed, train
+from akd.engine.seeds import STREAM_INIT, stream_seed
+from akd.engine.trainer import train
 from akd.models import create_model
 from akd.objective import build_objective
 

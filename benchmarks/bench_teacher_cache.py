@@ -28,7 +28,7 @@ import torch
 from akd.data import DeviceLoader, load_dataset, normalize
 from akd.engine import RunConfig, teacher_cache, train
 from akd.engine.device import autocast, use_channels_last
-from akd.engine.trainer import STREAM_DATA, stream_seed
+from akd.engine.seeds import STREAM_DATA, stream_seed
 from akd.models import create_model
 
 

@@ -227,7 +227,7 @@ def test_equal_footing_checked_directly_on_the_engine():
     engine builds gives identical batches; both change with the seed."""
     from akd.data import DeviceLoader
     from akd.engine import RunConfig, build_context
-    from akd.engine.trainer import STREAM_DATA, stream_seed
+    from akd.engine.seeds import STREAM_DATA, stream_seed
     from akd.models import create_model
 
     teacher = create_model("cnn_small", num_classes=4, in_channels=1)

@@ -252,7 +252,7 @@ def test_views_of_the_original_image_ignore_the_crop():
     """view_base='original' augments the stored image: the same view whatever crop/flip the real view had."""
     from akd.data import DeviceLoader
     from akd.engine import RunConfig
-    from akd.engine.trainer import virtual_views
+    from akd.engine.loop import virtual_views
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (8, 1, 12, 12), generator=g, dtype=torch.uint8)

@@ -18,47 +18,24 @@ teacher under inference mode) with named taps → objective → backward → SGD
 
 from __future__ import annotations
 
-import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from ..data import normalize, rand_augment, train_loader
 from ..errors import AkdError, ConfigError, TrainingDiverged
 from ..models import create_model
 from ..objective import Objective, build_objective
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, weights_digest, write_json
 from .config import RunConfig
 from .metrics import Accumulator, evaluate
-from .runs import RunDir, check_same_teacher, describe_name
-from .device import autocast, resolve_device, use_channels_last
-from . import teacher_cache
-from .environment import environment
-from .progress import Progress
-from .signals import EXIT_INTERRUPTED, StopFlag
-
-
-class RunInterrupted(AkdError):
-    """SIGINT/SIGTERM: the run stopped after a step and saved a checkpoint."""
-
-    exit_code = EXIT_INTERRUPTED
-
-
-def stream_seed(*parts: int) -> int:
-    """A 63-bit seed for an independent random stream named by integers (splitmix64 mixing)."""
-    x = 0x9E3779B97F4A7C15
-    for p in parts:
-        x = (x ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        x = (x ^ (x >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-    return x & 0x7FFFFFFFFFFFFFFF
-
-
-STREAM_INIT, STREAM_DATA, STREAM_VIEW = 1, 2, 3
-
+from .runs import RunDir, check_same_teacher
+from .device import resolve_device, use_channels_last
+from .loop import RunInterrupted, SharedLoop, data_digest, save_model, virtual_views  # noqa: F401  (re-exported)
+from .seeds import STREAM_INIT, stream_seed
+from .signals import StopFlag
 
 
 class LocalRuntime:
@@ -125,15 +102,6 @@ def state_digest(model: torch.nn.Module) -> str:
     return weights_digest(model.state_dict())
 
 
-def data_digest(loader: Any, epoch: int = 0) -> str:
-    """SHA-1 of an epoch's sample order and first batch's crop/flip draws (equal data order across runs)."""
-    h = hashlib.sha1(loader.order(epoch).cpu().numpy().tobytes())
-    for xb, _ in loader.raw_batches(epoch):
-        h.update(xb.cpu().numpy().tobytes())
-        break
-    return h.hexdigest()[:16]
-
-
 def check_taps(model: torch.nn.Module, sources: set[str], who: str, spec: str) -> None:
     taps = set(getattr(model, "taps", ("logits", "pooled", "map")))
     missing = sorted(sources - taps)
@@ -184,14 +152,6 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module, device: torch.device)
                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, **kw)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.resolved_milestones(), gamma=cfg.lr_decay)
     return opt, sched
-
-
-def virtual_views(x_u8: torch.Tensor, k: int, cfg: RunConfig, view_seed: int, epoch: int, step: int) -> list[torch.Tensor]:
-    """k RandAugment views (``cfg.ra_ops`` ops of magnitude ``cfg.ra_magnitude`` from ``cfg.ra_pool``) of ``x_u8``: the
-    cropped/flipped real batch (``view_base = "crop"``) or the stored images (``"original"``); (view, epoch, step) stream."""
-    g = torch.Generator(device=x_u8.device)
-    g.manual_seed(stream_seed(view_seed, STREAM_VIEW, epoch, step))
-    return [rand_augment(x_u8, g, num_ops=cfg.ra_ops, magnitude=cfg.ra_magnitude, ops=cfg.ra_pool) for _ in range(k)]
 
 
 def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True,
@@ -264,6 +224,26 @@ class Lane:
     def objective(self) -> Objective:
         return self.ctx.objective
 
+    def begin_epoch(self, epoch: int) -> None:
+        """Train mode, the epoch's weight-schedule factors, fresh device sums (or the checkpointed partial ones)."""
+        self.ctx.student.train()
+        self.objective.set_epoch(epoch)  # term weight schedules: a pure function of the epoch (resumable)
+        self.accum = self.rt.accumulator(self.names, self.ctx.device)
+        if self.acc_state is not None and self.start[0] == epoch and self.start[1] > 0:
+            self.accum.load(self.acc_state)
+        self.images, self.busy = 0, 0.0
+
+    def record(self, rec: dict[str, Any], *, checkpoint: bool) -> None:
+        """One finished epoch: history, best accuracy, the metrics line, and (when due) a checkpoint."""
+        self.history.append(rec)
+        if rec["test_top1"] > self.best["acc"]:
+            self.best = {"acc": rec["test_top1"], "epoch": rec["epoch"]}
+        if self.rt.writer:
+            with open(self.rd.metrics, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        if checkpoint:
+            self.save(rec["epoch"], 0)
+
     def save(self, epoch: int, step: int) -> None:
         if not self.rt.writer:
             return
@@ -296,7 +276,7 @@ def _run_lanes(lanes: list[Lane], *, progress: bool, log: Callable[[str], None],
     unfinished lane ``failed`` with the reason before it propagates; their last checkpoints stay intact.
     """
     try:
-        return _lanes_loop(lanes, progress=progress, log=log, stop_after_steps=stop_after_steps)
+        return SharedLoop(lanes, progress=progress, log=log, stop_after_steps=stop_after_steps).fit()
     except RunInterrupted:
         raise
     except (AkdError, OSError) as e:
@@ -307,224 +287,6 @@ def _run_lanes(lanes: list[Lane], *, progress: bool, log: Callable[[str], None],
                 except OSError:
                     pass
         raise
-
-
-def _lanes_loop(lanes: list[Lane], *, progress: bool, log: Callable[[str], None], stop_after_steps: int | None) -> list[dict[str, Any]]:
-    first = lanes[0].ctx
-    rt = lanes[0].rt  # the process group's answers (LOCAL in a single-process run); all lanes share it
-    device, ds, cfg0 = first.device, first.data, first.cfg
-    teacher = next((ln.ctx.teacher for ln in lanes if ln.ctx.teacher is not None), None)
-    seeds0 = cfg0.seeds()
-    cl = use_channels_last(device, cfg0.channels_last)
-    # in memory: a DeviceLoader; an image folder: a StreamLoader (worker processes); same interface
-    loader = train_loader(ds, cfg0.batch_size, device=device, seed=stream_seed(seeds0["data"], STREAM_DATA),
-                          workers=cfg0.workers)
-    test_x, test_y = ds.test_x.to(device), ds.test_y.to(device)
-    mean_std = (ds.mean, ds.std)
-    steps_per_epoch = len(loader)
-    fwd_teacher = torch.compile(teacher) if (teacher is not None and cfg0.compile) else teacher
-    check_every = 1 if device.type == "cpu" else cfg0.log_every
-    d_digest = data_digest(loader)
-    # exact teacher cache (opt-in): lanes whose teacher reads are logits/pooled of the real view
-    cache_lanes = [ln for ln in lanes if ln.cfg.teacher_cache and teacher is not None and teacher_cache.eligible(ln.objective)]
-    t_cache = None
-    if cache_lanes:
-        from .teacher import cache_root
-
-        srcs = set().union(*(ln.objective.teacher_sources() for ln in cache_lanes))
-        t0 = time.perf_counter()
-        t_cache = teacher_cache.TeacherViewCache.build(
-            teacher, ds.train_x, pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std, sources=srcs, device=device,
-            amp=cfg0.amp, batch_size=cfg0.eval_batch_size, channels_last=cl,
-            store=cache_root(cfg0.cache_dir) / "teacher-views", save=rt.writer, log=log)
-        log(f"teacher cache: {t_cache.num_views} views x {ds.train_x.shape[0]} images, {t_cache.nbytes() / 2**20:.0f} MiB "
-            f"({time.perf_counter() - t0:.1f} s)")
-    for ln in lanes:
-        if ln.cfg.teacher_cache and ln not in cache_lanes:
-            log(f"[{ln.rd.path.name}] teacher cache not used: the objective reads virtual views or feature maps")
-    for ln in lanes:
-        c = ln.cfg
-        ln.summary = {
-            "status": "running", "name": describe_name(c), "objective": ln.objective.describe(),
-            "objective_name": ln.objective.name, "student": c.student, "dataset": c.dataset,
-            "teacher": ln.ctx.teacher_info.get("teacher"), "teacher_acc": ln.ctx.teacher_info.get("teacher_acc"),
-            "teacher_digest": ln.ctx.teacher_info.get("teacher_digest"),
-            "seed": c.seed, "seeds": c.seeds(), "device": str(device), "epochs": c.epochs, "fingerprint": c.fingerprint(),
-            "eval_set": getattr(ds, "eval_name", "test"), "init_digest": ln.ctx.init_digest, "data_digest": d_digest,
-            "lr": c.resolved_lr(), "batch_size": c.batch_size, "shared_lanes": len(lanes),
-            "environment": environment(device),
-        }
-        ln.summary.update(rt.describe())  # world size, per-rank batch, relation scope under DDP
-        if rt.writer:
-            write_json(ln.rd.summary, ln.summary)
-    total_steps = max(c.cfg.epochs for c in lanes) * steps_per_epoch
-    label = f"[{lanes[0].rd.path.name}]" if len(lanes) == 1 else f"[{len(lanes)} students]"
-    bar = Progress(total_steps, label=label, enabled=progress)
-    start = min(ln.start for ln in lanes)
-    bar.start(start[0] * steps_per_epoch + start[1])
-    steps_this_call = 0
-
-    def running(epoch: int) -> list[Lane]:
-        return [ln for ln in lanes if ln.status == "running" and epoch < ln.cfg.epochs and ln.start[0] <= epoch]
-
-    def fail(ln: Lane, e: TrainingDiverged) -> None:
-        last = ln.rd.checkpoint if ln.rd.checkpoint.exists() else "none (first epoch)"
-        ln.mark("failed", reason=f"{e}; the last good checkpoint is {last}")
-        bar.message(f"[{ln.rd.path.name}] failed: {ln.summary['reason']}")
-
-    def healthy(group: list[Lane]) -> list[Lane]:
-        """The running lanes of ``group`` whose loss terms stayed finite (the others are marked failed)."""
-        ok = []
-        for ln in group:
-            if ln.status != "running":
-                continue
-            try:
-                ln.accum.check_finite()
-            except TrainingDiverged as e:
-                fail(ln, e)
-                continue
-            ok.append(ln)
-        return ok
-
-    with rt.stop_flag() as stop:  # under DDP the ranks agree on when to stop
-        for epoch in range(start[0], max(ln.cfg.epochs for ln in lanes)):
-            active = running(epoch)
-            if not active:
-                continue
-            for ln in active:
-                ln.ctx.student.train()
-                ln.objective.set_epoch(epoch)  # term weight schedules: a pure function of the epoch (resumable)
-                ln.accum = rt.accumulator(ln.names, device)
-                if ln.acc_state is not None and ln.start[0] == epoch and ln.start[1] > 0:
-                    ln.accum.load(ln.acc_state)
-                ln.images, ln.busy = 0, 0.0
-            first_step = min(ln.start[1] if ln.start[0] == epoch else 0 for ln in active)
-            t_epoch = time.perf_counter()
-            for step, (xb, yb, info) in enumerate(loader.raw_batches(epoch, start=first_step, with_info=True), start=first_step):
-                now = [ln for ln in active if ln.status == "running" and (epoch, step) >= ln.start]
-                if not now:
-                    continue
-                B = xb.shape[0]
-                k_max = max(ln.views for ln in now)
-                xs = [normalize(xb, *mean_std)]
-                if k_max:
-                    vcfg = now[0].cfg  # lanes that share batches share the view settings (experiment.share_key)
-                    base = xb if vcfg.view_base == "crop" else loader.originals(info.index)
-                    xs += [normalize(v, *mean_std) for v in virtual_views(base, k_max, vcfg, vcfg.seeds()["view"], epoch, step)]
-                # under DDP every rank drew the same global batch and views: keep this rank's rows
-                xs, yb, info = rt.shard(xs, yb, info)
-                B = yb.shape[0]
-                inputs: dict[int, torch.Tensor] = {}
-                t_outs: dict[int, dict[str, torch.Tensor]] = {}
-                cached = t_cache.lookup(info.index, info.crop) if t_cache is not None else None
-                for ln in now:
-                    t0 = time.perf_counter()
-                    k = ln.views
-                    if k not in inputs:
-                        x = torch.cat(xs[: 1 + k]) if k else xs[0]
-                        inputs[k] = x.contiguous(memory_format=torch.channels_last) if cl else x
-                    x = inputs[k]
-                    t_out = None
-                    if cached is not None and ln in cache_lanes:
-                        t_out = {n: cached[n] for n in ln.objective.teacher_sources()}
-                    elif fwd_teacher is not None and ln.objective.needs_teacher:
-                        if k not in t_outs:  # one teacher forward per view count, shared by the lanes reading it
-                            t1 = time.perf_counter()
-                            with autocast(device, ln.cfg.amp), torch.inference_mode():
-                                t_outs[k] = fwd_teacher(x)
-                            t0 += time.perf_counter() - t1  # shared work: not this lane's own time
-                        t_out = {n: t_outs[k][n] for n in ln.objective.teacher_sources()}
-                    with autocast(device, ln.cfg.amp):
-                        s_out = ln.fwd(x)
-                        # relations over this process's batch (under DDP: or the global one, --global-relations)
-                        losses = rt.objective(ln.objective, s_out, t_out, yb, B)
-                    ln.opt.zero_grad(set_to_none=True)
-                    losses["total"].backward()
-                    ln.opt.step()
-                    ln.accum.add(losses, s_out["logits"][:B], yb, epoch * steps_per_epoch + step)
-                    ln.images += x.shape[0] * rt.world_size  # images of the global batch
-                    if (step + 1) % check_every == 0:
-                        try:
-                            ln.accum.check_finite()
-                        except TrainingDiverged as e:
-                            fail(ln, e)
-                    ln.busy += time.perf_counter() - t0
-                steps_this_call += 1
-                done = step + 1
-                if progress and done % cfg0.log_every == 0 and now:
-                    ln = now[0]
-                    m = ln.accum.means()
-                    terms = " ".join(f"{n}={m[n]:.4g}" for n in ln.names)
-                    more = f" (+{len(now) - 1} students)" if len(now) > 1 else ""
-                    bar.update(epoch * steps_per_epoch + done,
-                               f"epoch {epoch + 1}/{ln.cfg.epochs} step {done}/{steps_per_epoch} {terms} acc={m['acc']:.1f}%{more}",
-                               images=steps_this_call * xb.shape[0])  # training images (global batch) per second
-                if stop_after_steps is not None and steps_this_call >= stop_after_steps:
-                    stop.requested = "stop_after_steps"
-                rt.sync_stop(stop)  # under DDP a stop requested on any rank stops all ranks at this step
-                if stop.requested and done < steps_per_epoch:
-                    wall = time.perf_counter() - t_epoch
-                    for ln in healthy(active):
-                        ln.elapsed += wall
-                        ln.save(epoch, done)
-                        ln.mark("interrupted", reason=stop.requested, stopped_at={"epoch": epoch + 1, "step": done})
-                    bar.close()
-                    where = lanes[0].rd.path if len(lanes) == 1 else "the grid directory"
-                    raise RunInterrupted(f"{stop.requested}: stopped at epoch {epoch + 1} step {done} with a checkpoint; "
-                                         f"resume with --resume --out {where}")
-            wall = time.perf_counter() - t_epoch
-            rt.sync_stop(stop)
-            for ln in healthy(active):
-                lr_used = ln.opt.param_groups[0]["lr"]
-                ln.sched.step()
-                # the lane's own time: all of it when alone; its own work + an equal share of the shared work otherwise
-                shared = max(0.0, wall - sum(o.busy for o in active))
-                train_time = wall if len(active) == 1 else ln.busy + shared / len(active)
-                ln.elapsed += train_time
-                # under DDP: rank 0's BN buffers to all ranks, each rank evaluates a shard
-                ev = rt.evaluate(ln.ctx.student, test_x, test_y, ds.mean, ds.std, batch_size=ln.cfg.eval_batch_size,
-                                 device=device, amp=ln.cfg.amp, channels_last=cl)
-                m = ln.accum.means()
-                rec = {"epoch": epoch + 1, "lr": lr_used, "train": {n: m[n] for n in ln.names},
-                       "train_acc": m["acc"], "test_top1": ev["top1"], "test_top5": ev["top5"], "test_loss": ev["loss"],
-                       "train_time": train_time, "images_per_s": ln.images / max(train_time, 1e-9)}
-                ln.history.append(rec)
-                if ev["top1"] > ln.best["acc"]:
-                    ln.best = {"acc": ev["top1"], "epoch": epoch + 1}
-                if rt.writer:
-                    with open(ln.rd.metrics, "a") as f:
-                        f.write(json.dumps(rec) + "\n")
-                if (epoch + 1) % ln.cfg.checkpoint_every == 0 or epoch + 1 == ln.cfg.epochs or stop.requested:
-                    ln.save(epoch + 1, 0)
-                bar.message(f"[{ln.rd.path.name}] epoch {epoch + 1}/{ln.cfg.epochs} loss={m['total']:.4f} train_acc={m['acc']:.2f}% "
-                            f"{ln.summary['eval_set']}_acc={ev['top1']:.2f}% (best {ln.best['acc']:.2f}%) {rec['images_per_s']:,.0f} img/s")
-                if epoch + 1 == ln.cfg.epochs:
-                    _finish(ln, ds)
-            if stop.requested and any(ln.status == "running" for ln in lanes):
-                for ln in lanes:
-                    if ln.status == "running":
-                        ln.mark("interrupted", reason=stop.requested, stopped_at={"epoch": epoch + 1, "step": 0})
-                bar.close()
-                where = lanes[0].rd.path if len(lanes) == 1 else "the grid directory"
-                raise RunInterrupted(f"{stop.requested}: stopped after epoch {epoch + 1} with a checkpoint; resume with --resume --out {where}")
-    bar.close()
-    for ln in lanes:  # lanes resumed after their last epoch (checkpoint written, summary not)
-        if ln.status == "running" and ln.history and len(ln.history) >= ln.cfg.epochs:
-            _finish(ln, ds)
-    return [ln.summary for ln in lanes]
-
-
-def _finish(ln: Lane, ds: Any) -> None:
-    h = ln.history
-    last = h[-1]
-    if ln.rt.writer:
-        save_model(ln.rd.model, ln.ctx.student, ln.cfg.student, ds, last["test_top1"])
-    ln.summary.update(
-        last_acc=last["test_top1"], last_top5=last["test_top5"], best_acc=ln.best["acc"], best_epoch=ln.best["epoch"],
-        time_s=ln.elapsed,
-        images_per_s=sum(r["images_per_s"] * r["train_time"] for r in h) / max(1e-9, sum(r["train_time"] for r in h)),
-    )
-    ln.mark("finished")
 
 
 def train_shared(cfgs: list[RunConfig], outs: list[str | Path], *, progress: bool = True, log: Callable[[str], None] | None = None,
@@ -572,11 +334,3 @@ def train_shared(cfgs: list[RunConfig], outs: list[str | Path], *, progress: boo
             if results[i] is None:
                 results[i] = next(it)
     return [results[i] for i in range(len(cfgs))]
-
-
-def save_model(path: Path, model: torch.nn.Module, spec: str, ds: Any, acc: float) -> None:
-    """Final weights with what is needed to rebuild and check them (also the teacher format)."""
-    save_checkpoint(path, {
-        "model": spec, "num_classes": ds.num_classes, "in_shape": list(ds.in_shape), "dataset": getattr(ds, "name", "?"),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "test_acc": acc, "akd_format": 1,
-    })
