@@ -292,9 +292,7 @@ def _run_group(cfg_dicts: list[dict[str, Any]], outs: list[str], device: str | N
 
 def share_key(cfg: RunConfig) -> tuple:
     """Runs with equal keys see the same batches and the same teacher, so they can share a process."""
-    sd = cfg.seeds()
-    return (sd["data"], sd["view"], cfg.dataset, cfg.dev, cfg.batch_size, cfg.device, cfg.teacher, cfg.teacher_ckpt,
-            cfg.amp, cfg.channels_last, cfg.ra_ops, cfg.ra_magnitude, json.dumps(cfg.ra_pool), cfg.view_base, cfg.data_dir)
+    return cfg.batch_key()
 
 
 def preflight(cells: list[Cell]) -> None:

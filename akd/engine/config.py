@@ -144,6 +144,14 @@ class RunConfig:
                                   f"(first bad: {bad_ops[0] if bad_ops else '-'}); valid ops: {', '.join(OPS)}")
         return self
 
+    def batch_key(self) -> tuple:
+        """Runs with equal keys see the same batches, virtual views and teacher, so they can share a process
+        (one data stream, one teacher forward per step: :func:`akd.engine.trainer.train_shared`)."""
+        sd = self.seeds()
+        return (sd["data"], sd["view"], self.dataset, self.dev, self.batch_size, self.device, self.teacher, self.teacher_ckpt,
+                self.amp, self.channels_last, self.ra_ops, self.ra_magnitude, json.dumps(self.ra_pool), self.view_base,
+                self.data_dir)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

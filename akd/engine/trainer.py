@@ -301,10 +301,8 @@ def train_shared(cfgs: list[RunConfig], outs: list[str | Path], *, progress: boo
     log = log or (lambda m: None)
     if not cfgs:
         return []
-    keys = {(c.dataset, c.dev, c.batch_size, c.seeds()["data"], c.seeds()["view"], c.device, c.teacher, c.teacher_ckpt,
-             c.amp, c.channels_last, c.ra_ops, c.ra_magnitude, c.data_dir) for c in cfgs}
-    if len(keys) > 1:
-        raise ConfigError("shared-teacher training needs the same dataset, batch size, seeds, device and teacher for every run")
+    if len({c.batch_key() for c in cfgs}) > 1:
+        raise ConfigError("shared-teacher training needs the same dataset, batch size, seeds, device, teacher and virtual-view settings for every run")
     results: dict[int, dict[str, Any]] = {}
     lanes: list[Lane] = []
     data, teacher, info = None, None, None
