@@ -222,8 +222,10 @@ class Term(nn.Module):
         if prunes and self.unreliable == "joint-entropy":
             keep = joint_entropy_mask(student["logits"][:size], self.quantile)
         elif prunes and self.unreliable == "discrepancy":
+            assert sq is not None and cand is not None  # distance rules are given the distances (_graph_value)
             keep = discrepancy_mask(sq, cand, self.quantile)
         elif prunes and self.unreliable == "threshold":
+            assert sq is not None
             keep = threshold_mask(sq, self.delta)
         return keep if mask is None else (mask if keep is None else mask & keep)
 
@@ -234,12 +236,14 @@ class Term(nn.Module):
         if gs.rel is None and edge_gram.supports(self.norm, self.loss):
             sq = edge_gram.pair_sq(gs.nodes, gt.nodes, self.norm)
             mask = self._mask(gs.kind, gs.size, sub, sq.device, student, sq.detach() if by_distance else None)
-            return self.loss.edge_reduce(sq, mask, gs.nodes.shape[1]).to(gs.nodes.dtype)
+            value = self.loss.edge_reduce(sq, mask, gs.nodes.shape[1])
+            assert value is not None  # edge_gram.supports(...) holds only for losses with a closed form
+            return value.to(gs.nodes.dtype)
         s_rel = self.norm(gs.relation)
         with torch.no_grad():
             t_rel = self.norm(gt.relation)
-            sq = (s_rel.detach() - t_rel).pow(2).sum(-1) if by_distance else None
-        return self.loss(s_rel, t_rel, self._mask(gs.kind, gs.size, sub, s_rel.device, student, sq))
+            dist = (s_rel.detach() - t_rel).pow(2).sum(-1) if by_distance else None
+        return self.loss(s_rel, t_rel, self._mask(gs.kind, gs.size, sub, s_rel.device, student, dist))
 
     def forward(self, student: Mapping[str, Tensor], teacher: Mapping[str, Tensor] | None, targets: Tensor | None,
                 nodes: Nodes, out: dict[str, Tensor]) -> Tensor:
@@ -247,7 +251,7 @@ class Term(nn.Module):
         n = nodes.n if getattr(self.loss, "reads_views", False) else nodes.batch * (1 + self.views)
         with torch.autocast(student[self.source].device.type, enabled=False):
             xs = self._prep(student[self.source], n)
-            xt = self._prep(teacher[self.source], n).detach() if self.loss.uses_teacher else None
+            xt = self._prep(teacher[self.source], n).detach() if teacher is not None and self.loss.uses_teacher else None
             if self.loss.instance:
                 y = targets[: nodes.batch].repeat(n // nodes.batch) if targets is not None else None
                 if self.pre is not None:  # logit standardisation (pre = "zs", Sun et al., CVPR 2024)
@@ -255,6 +259,7 @@ class Term(nn.Module):
                 value = self.loss(xs, xt, None, y)
             else:
                 sub = Nodes(nodes.batch, self.views)
+                assert xt is not None  # relational losses read the teacher (Objective.forward checked it is given)
                 if self.pre is not None:
                     xs = self.pre(xs)
                     xt = self.pre(xt)
@@ -291,28 +296,32 @@ class Objective(nn.Module):
         vs = {t.views for t in terms if t.views}
         self.views = max(vs) if vs else 0
 
+    def _each(self) -> list[Term]:
+        """The terms, typed (iterating the ModuleList yields plain modules to a type checker)."""
+        return [t for t in self.terms if isinstance(t, Term)]
+
     @property
     def needs_teacher(self) -> bool:
-        return any(t.uses_teacher for t in self.terms)
+        return any(t.uses_teacher for t in self._each())
 
     @property
     def needs_targets(self) -> bool:
-        return any(t.loss.needs_targets for t in self.terms)
+        return any(t.loss.needs_targets for t in self._each())
 
     def student_sources(self) -> set[str]:
-        return set().union(*(t.sources() for t in self.terms))
+        return set().union(*(t.sources() for t in self._each()))
 
     def teacher_sources(self) -> set[str]:
-        return {t.source for t in self.terms if t.uses_teacher}
+        return {t.source for t in self._each() if t.uses_teacher}
 
     def set_epoch(self, epoch: int) -> None:
         """Apply each term's weight schedule for (0-based) ``epoch``: a pure function of it (resumable)."""
-        for t in self.terms:
+        for t in self._each():
             t.factor = float(t.schedule(epoch))
 
     def describe(self) -> list[dict[str, Any]]:
         """The resolved terms (for run configs and tables)."""
-        return [dict(t.spec, name=t.name) for t in self.terms]
+        return [dict(t.spec, name=t.name) for t in self._each()]
 
     def forward(self, student: Mapping[str, Tensor], teacher: Mapping[str, Tensor] | None = None,
                 targets: Tensor | None = None, *, batch_size: int | None = None) -> dict[str, Tensor]:
@@ -344,12 +353,9 @@ class Objective(nn.Module):
             raise ConfigError(f"objective needs {(1 + self.views)} views x {batch_size} rows, got {n}")
         nodes = Nodes(batch_size, self.views)
         out: dict[str, Tensor] = {}
-        total = None
-        for term in self.terms:
-            v = term(student, teacher, targets, nodes, out)
-            out[term.name] = v
-            total = v if total is None else total + v
-        out["total"] = total
+        for term in self._each():
+            out[term.name] = term(student, teacher, targets, nodes, out)
+        out["total"] = sum((out[t.name] for t in self._each()[1:]), out[self._each()[0].name])
         return out
 
 

@@ -130,8 +130,8 @@ def test_report_writes_both_pictures_and_the_baseline_table(compare_copy, monkey
     assert (compare_copy / "results.png").read_bytes()[:8] == PNG and (compare_copy / "curves.png").read_bytes()[:8] == PNG
     stats_md = (compare_copy / "stats_vs_method_ce.md").read_text()
     assert stats_md in out
-    vrm = next(line for line in stats_md.splitlines() if line.startswith("| method=vrm |"))
-    assert vrm.startswith("| method=vrm | 3 | 74.99 | +5.63 |"), vrm
+    vrm = next(line for line in stats_md.splitlines() if line.startswith("| method=vrm-zs-edge |"))
+    assert vrm.startswith("| method=vrm-zs-edge | 3 | 74.99 | +5.63 |"), vrm
     assert "results: fc/results.csv, fc/results.md, fc/results.png, fc/curves.png" in out
 
 
@@ -151,6 +151,6 @@ def test_curves_come_from_metrics_jsonl(compare_copy):
 
     df = report(compare_copy)
     curves = epoch_curves(df)
-    assert set(curves) == {f"method={m}" for m in ("ce", "kd", "rkd", "cc", "sp", "pkt", "vrm")}
+    assert set(curves) == {f"method={m}" for m in ("ce", "kd", "rkd", "cc", "sp", "pkt", "vrm-zs-edge")}
     first = [json.loads(x)["test_top1"] for x in (compare_copy / "cells" / "method=ce" / "seed0" / "metrics.jsonl").read_text().splitlines()]
     assert curves["method=ce"][0] == first and len(first) == 6

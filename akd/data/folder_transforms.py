@@ -122,9 +122,9 @@ def train_view(img, size: int, rng: random.Random):
     from PIL import Image
 
     i, j, h, w = random_resized_crop_box(img.width, img.height, rng)
-    out = img.crop((j, i, j + w, i + h)).resize((size, size), Image.BILINEAR)
+    out = img.crop((j, i, j + w, i + h)).resize((size, size), Image.Resampling.BILINEAR)
     if rng.random() < 0.5:
-        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return out
 
 
@@ -140,6 +140,6 @@ def eval_view(img, size: int, resize: int | None = None):
     s = eval_resize(size) if resize is None else resize
     w, h = img.width, img.height
     nw, nh = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
-    img = img.resize((nw, nh), Image.BILINEAR)
+    img = img.resize((nw, nh), Image.Resampling.BILINEAR)
     top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
     return img.crop((left, top, left + size, top + size))

@@ -57,7 +57,7 @@ truncation, i.e. at most by 1 grey level in rare pixels.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Literal, NamedTuple, Sequence, overload
 
 import torch
 import torch.nn.functional as F
@@ -291,6 +291,13 @@ def apply_rand_augment(x: torch.Tensor, params: RandAugmentParams) -> torch.Tens
     return out if out is not x else x.clone()
 
 
+@overload
+def rand_augment(x: torch.Tensor, generator: torch.Generator, num_ops: int = ..., magnitude: int = ...,
+                 num_bins: int = ..., *, ops: Sequence[str] | None = ..., return_params: Literal[False] = ...) -> torch.Tensor: ...
+@overload
+def rand_augment(x: torch.Tensor, generator: torch.Generator, num_ops: int = ..., magnitude: int = ...,
+                 num_bins: int = ..., *, ops: Sequence[str] | None = ...,
+                 return_params: Literal[True]) -> tuple[torch.Tensor, RandAugmentParams]: ...
 def rand_augment(
     x: torch.Tensor,
     generator: torch.Generator,

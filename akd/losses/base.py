@@ -22,10 +22,10 @@ def _expand(mask: Tensor, like: Tensor) -> Tensor:
     return mask.expand_as(like)
 
 
-def kept(x: Tensor | None, mask: Tensor | None, fill: float = 0.0) -> Tensor | None:
+def kept(x: Tensor, mask: Tensor | None, fill: float = 0.0) -> Tensor:
     """``x`` with pruned entries replaced by the constant ``fill`` *before* any arithmetic, so that
     neither a value nor a gradient (not even a NaN) can flow from a pruned entry."""
-    if mask is None or x is None:
+    if mask is None:
         return x
     return torch.where(_expand(mask, x), x, x.new_full((), fill))
 

@@ -36,7 +36,8 @@ class EdgeHuber(MatchLoss):
         require(beta > 0, f"edge-huber: beta={beta} must be > 0")
         self.beta = beta
 
-    def forward(self, s: Tensor, t: Tensor, mask: Tensor | None = None, targets: Tensor | None = None) -> Tensor:
+    def forward(self, s: Tensor, t: Tensor | None, mask: Tensor | None = None, targets: Tensor | None = None) -> Tensor:
+        assert t is not None  # a relational loss: the teacher's relations are always given
         s, t = kept(s, mask), kept(t, mask)
         return masked_mean(huber_of_sq((s - t).pow(2).sum(-1), self.beta), mask)
 

@@ -69,7 +69,7 @@ def _init_kaiming(model: nn.Module, linear_std: float | None) -> None:
 class ImageNetResNet(TapsModel):
     """torchvision's ImageNet ResNet (v1.5) with akd's taps; ``block`` BasicBlock or Bottleneck, ``layers`` per stage."""
 
-    def __init__(self, block: type, layers: tuple[int, int, int, int], num_classes: int = 1000, in_channels: int = 3):
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int], num_classes: int = 1000, in_channels: int = 3):
         super().__init__()
         check_positive("num_classes", num_classes)
         check_positive("in_channels", in_channels)
@@ -87,7 +87,7 @@ class ImageNetResNet(TapsModel):
         self._set_dims(num_classes, dim, dim)
         _init_kaiming(self, linear_std=None)
 
-    def _make_layer(self, block: type, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(
