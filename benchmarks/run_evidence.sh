@@ -11,3 +11,16 @@ $AKD grid --grid experiments/vrm_ablation_fmnist.toml --out benchmarks/results/f
 $AKD report benchmarks/results/fmnist_compare --baseline method=kd >/dev/null
 $AKD report benchmarks/results/fmnist_compare --baseline method=ce >/dev/null
 $AKD report benchmarks/results/fmnist_vrm_ablation --baseline "vrm (preset)" >/dev/null
+# the VRM readings on the CPU budget (experiments/vrm_readings_fmnist.toml)
+$AKD grid --grid experiments/vrm_readings_fmnist.toml --out benchmarks/results/fmnist_vrm_readings --quiet
+
+# The larger budget (experiments/fmnist_full.toml: 60k images, cnn_small student, 10 epochs), all with the
+# committed teacher (cnn_wide, 92.10 %), so later sittings resume with the same one.  Several hours on 1 core.
+FULL_TEACHER=benchmarks/results/fmnist_full_teacher/model.pt
+$AKD grid --grid experiments/vrm_readings.toml --teacher-ckpt $FULL_TEACHER \
+    --out benchmarks/results/fmnist_full_vrm_readings --quiet
+$AKD compare --config experiments/fmnist_full.toml --teacher-ckpt $FULL_TEACHER \
+    --methods ce,kd,dkd,dist,rkd,cc,sp,pkt,vrm,vrm-zs-edge --seeds 0,1,2 \
+    --out benchmarks/results/fmnist_full_compare --quiet
+$AKD report benchmarks/results/fmnist_full_vrm_readings --baseline "vrm (paper reading)" >/dev/null
+$AKD report benchmarks/results/fmnist_full_compare --baseline method=ce >/dev/null
