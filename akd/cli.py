@@ -152,17 +152,65 @@ def run_options(f):
         click.option("--max-memory", type=float, help="GiB one training step may use (default: 90% of the memory available "
                                                      "now); a step estimated above it is refused before any work."),
         click.option("--quiet", is_flag=True, help="No progress display."),
+        SET_OPTION,
     ]
     for o in reversed(opts + VIEW_OPTIONS):
         f = o(f)
 
     @functools.wraps(f)
-    def with_view_flags(*args, **kw):
-        # the virtual-view flags reach the config through apply_overrides (one place), not every command's signature
-        click.get_current_context().meta["akd.config_flags"] = {k: kw.pop(k) for k in VIEW_FLAGS}
+    def with_config_flags(*args, **kw):
+        # the virtual-view flags and --set reach the config through apply_overrides (one place), not every
+        # command's signature; --set is parsed here, so a bad key stops the command before any work
+        meta = click.get_current_context().meta
+        meta["akd.config_flags"] = {k: kw.pop(k) for k in VIEW_FLAGS}
+        meta["akd.set"] = parse_set_values(kw.pop("set_values"))
         return f(*args, **kw)
 
-    return with_view_flags
+    return with_config_flags
+
+
+SET_OPTION = click.option(
+    "--set", "set_values", multiple=True, metavar="KEY=VALUE",
+    help="Set any run-config key (repeatable), e.g. --set weight_decay=1e-4 --set milestones=[30,60] --set amp=off; "
+         "VALUE is read as a TOML literal (3, 0.1, true, [1, 2], \"text\"), else as text; none clears an optional key. "
+         "Order: defaults < --config FILE < --set < the other flags; a key set by --set and by its own flag is an error.")
+
+
+def parse_set_values(items: tuple[str, ...]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as ``{run-config key: value}`` (dashes or underscores, ``method`` = ``objective``).
+
+    An unknown key is one line naming it and the valid keys, closest first; a key given twice is refused."""
+    from .engine.config import ALIASES, FIELDS
+    from .errors import closest_first
+
+    out: dict[str, Any] = {}
+    for item in items:
+        raw, sep, text = item.partition("=")
+        key = ALIASES.get(raw.strip(), raw.strip()).replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set weight_decay=1e-4")
+        if key not in FIELDS:
+            raise ConfigError(f"--set {item}: unknown run-config key '{raw.strip()}'; valid keys: "
+                              f"{', '.join(closest_first(key, FIELDS))}")
+        if key in out:
+            raise ConfigError(f"--set {key} is given twice")
+        out[key] = _set_value(key, text.strip())
+    return out
+
+
+def _set_value(key: str, text: str) -> Any:
+    """A --set VALUE: a TOML literal (typed as the config file would type it), ``none`` for an optional key, else text.
+    The config's own type check (:func:`akd.engine.config.config_from_dict`) then names a value of the wrong type."""
+    import typing
+
+    from .engine.config import RunConfig, tomllib
+
+    if text.lower() == "none" and type(None) in typing.get_args(typing.get_type_hints(RunConfig)[key]):
+        return None
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 #: run-config keys of the virtual views (VRM's RandAugment view), as flags of run/teacher/grid/compare
@@ -177,20 +225,40 @@ VIEW_OPTIONS = [
 ]
 
 
+def _meta(key: str) -> dict[str, Any]:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(key, {}) if ctx is not None else {}
+
+
+def set_values() -> dict[str, Any]:
+    """The command's ``--set`` keys and values (parsed by :func:`run_options`)."""
+    return _meta("akd.set")
+
+
 def apply_overrides(cfg, overrides: dict[str, Any]):
-    """Overlay the flags that were given on ``cfg`` (flags win over a config file)."""
+    """Overlay ``--set`` and then the flags that were given on ``cfg`` (both win over a config file).
+
+    A key given by ``--set`` and by its own flag is refused rather than silently decided."""
     from .engine import config_from_dict
 
-    ctx = click.get_current_context(silent=True)
-    flags = ctx.meta.get("akd.config_flags", {}) if ctx is not None else {}
-    given = {k: v for k, v in {**flags, **overrides}.items() if v is not None}
-    cfg = config_from_dict(given, cfg, where="command line")
+    sets = set_values()
+    given = {k: v for k, v in {**_meta("akd.config_flags"), **overrides}.items() if v is not None}
+    for k in sets.keys() & given.keys():
+        raise ConfigError(f"--set {k} and --{k.replace('_', '-')} both set '{k}'; give one of them")
+    cfg = config_from_dict(given, config_from_dict(sets, cfg, where="--set"), where="command line")
     # --teacher on the command line replaces a file's teacher_ckpt and vice versa
-    if given.get("teacher_ckpt") is not None and given.get("teacher") is None:
+    chosen = {**sets, **given}
+    if chosen.get("teacher_ckpt") is not None and chosen.get("teacher") is None:
         cfg.teacher = None
-    if given.get("teacher") is not None and given.get("teacher_ckpt") is None:
+    if chosen.get("teacher") is not None and chosen.get("teacher_ckpt") is None:
         cfg.teacher_ckpt = None
     return cfg
+
+
+def refuse_set_keys(keys: dict[str, str]) -> None:
+    """Refuse ``--set`` keys that the command decides itself (``{key: why}``): they would be ignored."""
+    for k in set_values().keys() & keys.keys():
+        raise ConfigError(f"--set {k} would be ignored: {keys[k]}")
 
 
 def check_config(cfg, config_path=None, objective_from_file: bool = False):
@@ -225,6 +293,8 @@ def build_config(config_path, overrides: dict[str, Any], objective_flags: dict[s
     cfg = apply_overrides(cfg, overrides)
     obj = objective_from_flags(objective_flags, cfg.objective)
     if obj is not None:
+        if "objective" in set_values():
+            raise ConfigError("--set objective and the objective flags (--method, --affinity, ...) both set the objective; give one of them")
         cfg.objective = obj
     return check_config(cfg, config_path, objective_from_file=obj is None)
 
@@ -397,6 +467,15 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
 # ------------------------------------------------------------------------------------------
 # akd teacher
 # ------------------------------------------------------------------------------------------
+#: run-config keys that akd teacher decides itself (akd.engine.teacher.teacher_config), so a --set of them is refused
+TEACHER_DECIDES = {
+    "student": "akd teacher trains the model of --model", "teacher_ckpt": "akd teacher trains a teacher or --import's one",
+    "objective": "a teacher is trained with ce", "lr": "the teacher's lr is teacher_lr (--lr)",
+    "seed": "the teacher's seed is teacher_seed (--seed)", "milestones": "a teacher's milestones follow its epochs",
+    **{k: "a teacher's seed streams all come from teacher_seed (--seed)" for k in ("init_seed", "data_seed", "view_seed")},
+}
+
+
 @cli.command()
 @run_options
 @click.option("--list", "list_", is_flag=True, help="Show the teacher cache.")
@@ -421,6 +500,7 @@ def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt,
         if n:
             click.echo(f"teacher-view tables (--teacher-cache): {n} file(s), {size / 2**20:,.1f} MiB in {views} (delete to free space)")
         return
+    refuse_set_keys(TEACHER_DECIDES)
     name = model or teacher or student
     if import_:
         from .engine.teacher_files import import_teacher
@@ -601,6 +681,11 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
         if k in g.axes:
             raise ConfigError(f"axis '{k}' is given twice")
         g.axes[k] = [_auto(x) for x in split_list(v)]
+    from .experiment import TERM_AXES
+
+    refuse_set_keys({"seed": "a grid runs the seeds of --seeds (or --seed)",
+                     **{("objective" if k == "method" or k in TERM_AXES else k.replace("-", "_")): f"'{k}' is a grid axis (each cell sets it)"
+                        for k in g.axes}})
     if seeds is not None and seed is not None:
         raise ConfigError(f"give either --seeds or --seed, not both (--seed {seed} would be ignored; e.g. --seeds {seed},{seed + 1})")
     if seeds is not None:
@@ -654,6 +739,7 @@ def compare(methods, seeds, config_path, dataset, data_dir, dev, student, teache
 
     if seed is not None:  # run_options' --seed: a comparison runs every seed of --seeds
         raise ConfigError(f"akd compare takes --seeds (comma-separated), not --seed; use --seeds {seed}")
+    refuse_set_keys({"seed": "a comparison runs the seeds of --seeds", "objective": "a comparison runs the methods of --methods"})
     overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, student=student, teacher=teacher, teacher_ckpt=teacher_ckpt,
                      teacher_epochs=teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr, device=device, compile=compile_, teacher_cache=teacher_cache, max_memory=max_memory)
     base = build_config(config_path, overrides, {})

@@ -42,6 +42,14 @@ def closest(value: str, choices: Iterable[str]) -> str | None:
     return m[0] if m else None
 
 
+def closest_first(value: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """``choices`` with the (up to ``n``) closest to ``value`` first, the others in their order: a list of valid
+    keys a reader scans for the one they meant."""
+    choices = list(choices)
+    near = difflib.get_close_matches(str(value), choices, n=n, cutoff=0.5)
+    return near + [c for c in choices if c not in near]
+
+
 def unknown(kind: str, value: str, choices: Iterable[str]) -> ConfigError:
     """A ConfigError for an unknown name: names the value, the choices and the closest match."""
     choices = sorted(choices)

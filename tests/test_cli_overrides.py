@@ -1,0 +1,110 @@
+"""Command-line overrides: ``--set KEY=VALUE`` for any run-config key, preset terms changed by the term flags, and
+options that would be ignored refused (one line, exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+SYN = "synthetic(n=96,test_n=32,classes=4,size=16,channels=1)"
+COMMON = ["--dataset", SYN, "--student", "cnn_tiny", "--batch-size", "32", "--quiet", "--epochs", "1"]
+
+
+def ok(*args: str) -> tuple[str, str]:
+    code, out, err = run_cli(*args)
+    assert code == 0, f"akd {' '.join(args)} exited {code}:\n{err}"
+    return out, err
+
+
+def stored_config(d: Path) -> dict:
+    return json.loads((d / "config.json").read_text())
+
+
+def refused(tmp_path: Path, *args: str) -> str:
+    """The one error line of a refused command (exit 2), which wrote nothing."""
+    code, out, err = run_cli(*args)
+    assert code == 2, (code, err)
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert not any(tmp_path.iterdir()), "a refused command may write nothing"
+    return err[len("error: "):].strip()
+
+
+# ------------------------------------------------------------------------------------------
+# --set KEY=VALUE
+# ------------------------------------------------------------------------------------------
+def test_set_types_values_as_toml_and_records_them(tmp_path):
+    d = tmp_path / "run"
+    ok("run", "--method", "ce", *COMMON, "--out", str(d), "--set", "weight_decay=1e-4", "--set", "nesterov=true",
+       "--set", "milestones=[1]", "--set", "amp=off", "--set", "lr-decay=0.5", "--set", "teacher_lr=none")
+    cfg = stored_config(d)["config"]
+    assert (cfg["weight_decay"], cfg["nesterov"], cfg["milestones"], cfg["amp"], cfg["lr_decay"]) == (1e-4, True, [1], "off", 0.5)
+    assert cfg["teacher_lr"] is None
+    assert json.loads((d / "summary.json").read_text())["status"] == "finished"
+
+
+def test_set_comes_after_the_config_file_and_refuses_a_key_its_flag_sets_too(tmp_path, monkeypatch):
+    toml = tmp_path / "exp.toml"
+    toml.write_text(f'dataset = "{SYN}"\nstudent = "cnn_tiny"\nweight_decay = 0.1\nmomentum = 0.5\nbatch_size = 32\nepochs = 1\n')
+    ok("run", "--config", str(toml), "--quiet", "--set", "weight_decay=0.2", "--out", str(tmp_path / "r"))
+    cfg = stored_config(tmp_path / "r")["config"]
+    assert (cfg["weight_decay"], cfg["momentum"]) == (0.2, 0.5)  # --set wins over the file; the file's other keys stay
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    assert refused(empty, "run", "--config", str(toml), "--set", "epochs=3", "--epochs", "2") == \
+        "--set epochs and --epochs both set 'epochs'; give one of them"
+    assert refused(empty, "run", "--config", str(toml), "--set", "method=kd", "--method", "ce") == \
+        "--set objective and the objective flags (--method, --affinity, ...) both set the objective; give one of them"
+
+
+def test_set_unknown_key_names_the_valid_keys_closest_first(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    msg = refused(tmp_path, "run", "--method", "ce", *COMMON, "--set", "wieght_decay=1e-4")
+    head, keys = msg.split("; valid keys: ")
+    assert head == "--set wieght_decay=1e-4: unknown run-config key 'wieght_decay'"
+    keys = keys.split(", ")
+    from akd.engine.config import FIELDS
+
+    assert keys[0] == "weight_decay" and sorted(keys) == sorted(FIELDS)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "log_every=abc"], "--set: key 'log_every' = 'abc' has the wrong type (expected int)"),
+    (["--set", "log_every"], "--set 'log_every': expected KEY=VALUE, e.g. --set weight_decay=1e-4"),
+    (["--set", "lr=0.1", "--set", "lr=0.2"], "--set lr is given twice"),
+    (["--set", "momentum=1.5"], "--momentum 1.5: must be in [0, 1)"),
+])
+def test_set_bad_values_are_one_line_before_any_work(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert refused(tmp_path, "run", "--method", "ce", *COMMON, *args) == message
+
+
+def test_set_on_grid_compare_and_teacher(tmp_path, monkeypatch):
+    g = tmp_path / "g"
+    out, _ = ok("grid", "--method", "ce", *COMMON, "--set", "weight_decay=0.01", "--out", str(g))
+    (cell,) = sorted((g / "cells").glob("*/seed0"))
+    assert stored_config(cell)["config"]["weight_decay"] == 0.01
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    assert refused(empty, "grid", "--method", "ce,kd", *COMMON, "--set", "seed=3") == \
+        "--set seed would be ignored: a grid runs the seeds of --seeds (or --seed)"
+    assert refused(empty, "grid", "--method", "ce,kd", *COMMON, "--set", "method=vrm") == \
+        "--set objective would be ignored: 'method' is a grid axis (each cell sets it)"
+    assert refused(empty, "grid", "--axis", "lr=0.1,0.2", *COMMON, "--set", "lr=0.3") == \
+        "--set lr would be ignored: 'lr' is a grid axis (each cell sets it)"
+    assert refused(empty, "compare", "--methods", "ce,kd", *COMMON, "--set", "objective=vrm") == \
+        "--set objective would be ignored: a comparison runs the methods of --methods"
+    assert refused(empty, "teacher", "--model", "cnn_small", "--dataset", SYN, "--set", "lr=0.1") == \
+        "--set lr would be ignored: the teacher's lr is teacher_lr (--lr)"
+
+
+@pytest.mark.parametrize("command", ["run", "grid", "compare", "teacher"])
+def test_set_is_documented_with_its_order(command):
+    out, _ = ok(command, "--help")
+    flat = " ".join(out.split())
+    assert "--set KEY=VALUE" in flat and "Order: defaults < --config FILE < --set < the other flags" in flat
