@@ -113,7 +113,8 @@ def cli(debug: bool) -> None:
 # ------------------------------------------------------------------------------------------
 def objective_options(f):
     opts = [
-        click.option("--method", help="Preset: ce, kd, rkd, cc, sp, pkt, vrm (see `akd list method`)."),
+        click.option("--method", help="Preset: ce, kd, rkd, cc, sp, pkt, vrm (see `akd list method`). With term flags "
+                                      "(--unreliable, --quantile, --weight, --loss, ...), they change the preset's distillation term."),
         click.option("--affinity", help='Affinity spec, e.g. virtual-relation, "rbf(gamma=0.4)".'),
         click.option("--norm", help="Normalisation spec: none, l2, zs, softmax(t=4), l1, mean."),
         click.option("--loss", "loss_", help="Matching loss spec: mse, l1, smooth-l1, kl, frobenius, cosine."),
@@ -121,9 +122,10 @@ def objective_options(f):
         click.option("--weight", type=float, help="Weight of the relational term (default 1)."),
         click.option("--pre", help="Normalisation applied to the representation before the affinity (e.g. zs)."),
         click.option("--redundant", help="Redundant-edge pruning: none, symmetric, cross-view, both."),
-        click.option("--unreliable", help="Unreliable-edge pruning: none, joint-entropy."),
-        click.option("--quantile", type=float, help="Joint-entropy quantile q (default 0.9)."),
-        click.option("--ce-weight", type=float, default=None, help="Weight of the CE term added to a flag-built term (default 1; 0 drops it)."),
+        click.option("--unreliable", help="Unreliable-edge pruning: none, joint-entropy, discrepancy, threshold."),
+        click.option("--quantile", type=float, help="Quantile q of --unreliable joint-entropy/discrepancy (default 0.9)."),
+        click.option("--ce-weight", type=float, default=None,
+                     help="Weight of the CE term (default 1; 0 drops it): added to a flag-built term, or the preset's with --method."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -291,7 +293,7 @@ def build_config(config_path, overrides: dict[str, Any], objective_flags: dict[s
 
     cfg = load_config(config_path) if config_path else RunConfig()
     cfg = apply_overrides(cfg, overrides)
-    obj = objective_from_flags(objective_flags, cfg.objective)
+    obj = objective_from_flags(objective_flags)
     if obj is not None:
         if "objective" in set_values():
             raise ConfigError("--set objective and the objective flags (--method, --affinity, ...) both set the objective; give one of them")
@@ -328,31 +330,82 @@ def _instance_loss(spec: str) -> bool:
     return LOSSES.get(parse_spec(spec, "loss")[0]).obj.instance
 
 
-def objective_from_flags(fl: dict[str, Any], current: Any) -> Any:
-    """--method and/or an affinity/norm/loss term from flags (None if no objective flag given)."""
-    method = fl.get("method")
-    term_keys = ("affinity", "norm", "loss", "source", "weight", "pre", "redundant", "unreliable", "quantile")
-    term = {k: fl[k] for k in term_keys if fl.get(k) is not None}
-    if not term and method is None:
-        return None
-    if term and "loss" not in term:
-        raise ConfigError("--affinity/--norm need --loss too (e.g. --loss mse)")
-    if term and "affinity" not in term and not _instance_loss(term["loss"]):
-        raise ConfigError("--loss needs --affinity too (e.g. --affinity virtual-relation)")
-    terms = []
-    if method is not None:
-        from .objective import term_list
+#: the flags of one objective term (akd run): a whole new term, or changes to a preset's distillation term
+TERM_FLAGS = ("affinity", "norm", "loss", "source", "weight", "pre", "redundant", "unreliable", "quantile")
 
-        terms, _ = term_list(method)
-    elif term:
-        ce_w = 1.0 if fl.get("ce_weight") is None else fl["ce_weight"]
-        if ce_w > 0:
-            terms.append({"loss": "ce", "weight": ce_w})
-    if term:
-        terms.append(term)
-    if method is not None and not term:
+
+def objective_from_flags(fl: dict[str, Any]) -> Any:
+    """The objective the objective flags ask for (None if no objective flag given).
+
+    * ``--method M`` alone: the preset's name (as before);
+    * ``--method M`` with term flags: the preset's terms with its distillation term (every term but CE) changed by
+      the flags, and ``--ce-weight`` setting its CE weight; the effective terms are recorded (the run identity
+      follows them); a preset with several distillation terms is ambiguous (one line naming them);
+    * term flags alone: CE (``--ce-weight``) + the term the flags describe (needs ``--loss``)."""
+    method = fl.get("method")
+    term = {k: fl[k] for k in TERM_FLAGS if fl.get(k) is not None}
+    ce_weight = fl.get("ce_weight")
+    if method is None:
+        if not term:
+            return None
+        _check_new_term(term)
+        ce = [] if ce_weight == 0 else [{"loss": "ce", "weight": 1.0 if ce_weight is None else ce_weight}]
+        return {"terms": ce + [term], "name": "/".join(str(term.get(k, "none")) for k in ("affinity", "norm", "loss"))}
+    if not term and ce_weight is None:
         return method
-    return {"terms": terms, "name": method or "/".join(str(term.get(k, "none")) for k in ("affinity", "norm", "loss"))}
+    return preset_with_flags(method, term, ce_weight)
+
+
+def _check_new_term(term: dict[str, Any]) -> None:
+    """A term built from flags names its loss (and an affinity unless the loss is an instance loss: ce, kd, ...)."""
+    if "loss" not in term:
+        flags = "/".join(f"--{k}" for k in term)
+        raise ConfigError(f"{flags} without --method build a new term, which needs --loss too (e.g. --loss mse); "
+                          "to change a preset's term, give --method too")
+    if "affinity" not in term and not _instance_loss(term["loss"]):
+        raise ConfigError("--loss needs --affinity too (e.g. --affinity virtual-relation)")
+    _check_quantile(term, term.get("name", "the flags' term"))
+
+
+def _check_quantile(term: dict[str, Any], name: str) -> None:
+    """--quantile sets the joint-entropy/discrepancy rule's quantile: with another rule it would be ignored."""
+    if "quantile" in term and term.get("unreliable", "none") not in ("joint-entropy", "discrepancy"):
+        raise ConfigError(f"--quantile {term['quantile']:g} would be ignored: term '{name}' has unreliable="
+                          f"{term.get('unreliable', 'none')} (the quantile is joint-entropy's and discrepancy's; add "
+                          "--unreliable joint-entropy or --unreliable discrepancy)")
+
+
+def _is_ce(term: dict[str, Any]) -> bool:
+    from .registry import parse_spec
+
+    return "affinity" not in term and parse_spec(term.get("loss", ""), "loss")[0] == "ce"
+
+
+def preset_with_flags(method: str, changes: dict[str, Any], ce_weight: float | None) -> dict[str, Any]:
+    """Preset ``method``'s terms with its one distillation term updated by ``changes`` (a preset without one gets
+    ``changes`` as an added term) and its CE weight set to ``ce_weight`` (0 drops CE); named e.g.
+    ``vrm(unreliable=discrepancy,quantile=0.8)``."""
+    from .objective import term_list
+
+    terms, name = term_list(method)
+    if changes:
+        distill = [i for i, t in enumerate(terms) if not _is_ce(t)]
+        if len(distill) > 1:
+            names = ", ".join(str(terms[i].get("name") or terms[i].get("loss")) for i in distill)
+            flags = "/".join(f"--{k}" for k in changes)
+            raise ConfigError(f"{flags}: preset {name} has {len(distill)} distillation terms ({names}), so which one the "
+                              "flags change is ambiguous; give the terms in a config file ([[terms]], see `akd list method`)")
+        if distill:
+            terms[distill[0]] = {**terms[distill[0]], **changes}
+            _check_quantile(terms[distill[0]], str(terms[distill[0]].get("name", name)))
+        else:
+            _check_new_term(changes)
+            terms.append(dict(changes))
+    if ce_weight is not None:
+        rest = [t for t in terms if not _is_ce(t)]
+        terms = ([{"loss": "ce", "weight": ce_weight}] if ce_weight > 0 else []) + rest
+    label = ",".join(f"{k}={v}" for k, v in {**changes, **({} if ce_weight is None else {"ce_weight": ce_weight})}.items())
+    return {"terms": terms, "name": f"{name}({label})"}
 
 
 def default_out(cfg) -> Path:

@@ -108,3 +108,54 @@ def test_set_is_documented_with_its_order(command):
     out, _ = ok(command, "--help")
     flat = " ".join(out.split())
     assert "--set KEY=VALUE" in flat and "Order: defaults < --config FILE < --set < the other flags" in flat
+
+
+# ------------------------------------------------------------------------------------------
+# preset terms changed by the term flags
+# ------------------------------------------------------------------------------------------
+def test_method_with_term_flags_trains_the_changed_preset_term(tmp_path):
+    from akd import build_objective
+    from akd.engine import RunConfig
+
+    d = tmp_path / "vrm"
+    ok("run", "--method", "vrm", "--unreliable", "discrepancy", "--quantile", "0.8", "--teacher", "cnn_small", *COMMON,
+       "--out", str(d))
+    s = json.loads((d / "summary.json").read_text())
+    assert s["status"] == "finished" and s["objective_name"] == "vrm(unreliable=discrepancy,quantile=0.8)"
+    (vrm,) = [t for t in s["objective"] if t["name"] == "vrm"]  # the objective the run trained
+    assert (vrm["unreliable"], vrm["quantile"], vrm["redundant"], vrm["norm"]) == ("discrepancy", 0.8, "both", "l2")
+    stored = stored_config(d)
+    term = build_objective(stored["config"]["objective"]).terms[-1]
+    assert (term.unreliable, term.quantile) == ("discrepancy", 0.8)
+    assert stored["objective_terms"] == s["objective"]
+    assert stored["fingerprint"] != RunConfig(**{**stored["config"], "objective": "vrm"}).fingerprint()  # another run than vrm
+
+
+def test_term_flags_change_the_one_distillation_term_and_ce_weight():
+    from akd.cli import objective_from_flags
+    from akd.objective import term_list
+
+    obj = objective_from_flags({"method": "kd", "weight": 2.0, "ce_weight": 0.5})
+    assert obj["name"] == "kd(weight=2.0,ce_weight=0.5)"
+    assert obj["terms"] == [{"loss": "ce", "weight": 0.5}, {"loss": "kd(t=4.0)", "weight": 2.0}]
+    assert objective_from_flags({"method": "vrm"}) == "vrm"
+    obj = objective_from_flags({"method": "vrm", "loss": "l1", "ce_weight": 0.0})
+    assert [t.get("name") for t in obj["terms"]] == ["vrm"] and obj["terms"][0]["loss"] == "l1"
+    assert obj["terms"][0]["affinity"] == term_list("vrm")[0][1]["affinity"]  # the preset's other keys stay
+    obj = objective_from_flags({"method": "ce", "affinity": "gram", "loss": "mse"})  # no distillation term: added
+    assert obj["terms"] == [{"loss": "ce", "weight": 1.0}, {"affinity": "gram", "loss": "mse"}]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "rkd", "--weight", "2"], "--weight: preset rkd has 2 distillation terms (rkd-distance, rkd-angle), so which "
+     "one the flags change is ambiguous; give the terms in a config file ([[terms]], see `akd list method`)"),
+    (["--method", "vrm", "--redundant", "both", "--quantile", "0.8"], "--quantile 0.8 would be ignored: term 'vrm' has "
+     "unreliable=none (the quantile is joint-entropy's and discrepancy's; add --unreliable joint-entropy or --unreliable discrepancy)"),
+    (["--redundant", "both", "--quantile", "0.8"], "--redundant/--quantile without --method build a new term, which needs "
+     "--loss too (e.g. --loss mse); to change a preset's term, give --method too"),
+    (["--method", "vrm", "--unreliable", "sometimes"], "unknown unreliable-edge pruning 'sometimes'; valid choices: "
+     "discrepancy, joint-entropy, none, threshold"),
+])
+def test_term_flags_refused_in_one_line(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert refused(tmp_path, "run", *args, "--teacher", "cnn_small", *COMMON).endswith(message)
