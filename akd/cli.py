@@ -538,7 +538,9 @@ TEACHER_DECIDES = {
               "so --teacher MODEL reuses it.")
 def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
             device, compile_, teacher_cache, max_memory, quiet, list_, model, import_):
-    """Train (or reuse) a cached teacher; --import FILE adds a published one; --list shows the cache."""
+    """Train (or reuse) a cached teacher; --import FILE adds a published one; --list shows the cache.
+
+    For the teacher, --epochs, --lr and --seed are its recipe's teacher_epochs, teacher_lr and teacher_seed."""
     from .engine import list_teachers, train
     from .engine.teacher import teacher_config, teacher_dir
 
@@ -546,6 +548,7 @@ def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt,
         from .engine import teacher_cache as tc
         from .engine.teacher import cache_root
 
+        refuse_given(_options() - {"list_", "quiet"}, "--list only shows the teacher cache")
         rows = list_teachers()
         click.echo(_table(rows, ["model", "dataset", "epochs", "seed", "status", "acc", "path"]) if rows else "teacher cache is empty")
         views = cache_root() / "teacher-views"
@@ -553,24 +556,53 @@ def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt,
         if n:
             click.echo(f"teacher-view tables (--teacher-cache): {n} file(s), {size / 2**20:,.1f} MiB in {views} (delete to free space)")
         return
+    refuse_given({"teacher_ckpt"}, "akd teacher trains a teacher; to add a trained one to the cache, use --import FILE --model MODEL")
+    refuse_given({"teacher_cache"}, "a teacher is trained with ce, which reads no teacher outputs")
     refuse_set_keys(TEACHER_DECIDES)
-    name = model or teacher or student
+    names = [n for n in (model, teacher, student) if n]
+    if len(names) > 1:
+        raise ConfigError(f"give the teacher model once (--model {names[0]}), not also as --teacher/--student")
     if import_:
+        from .engine.config import FIELDS
         from .engine.teacher_files import import_teacher
 
+        why = "--import measures a trained teacher's accuracy; it trains nothing"
+        refuse_given(_options() - IMPORT_OPTIONS, why)
+        refuse_set_keys({k: why for k in FIELDS if k not in IMPORT_KEYS})
         cfg = build_config(config_path, dict(dataset=dataset, data_dir=data_dir, dev=dev, device=device), {})
-        import_teacher(import_, name, cfg, log=lambda m: click.echo(m, err=m.startswith("warning")))
+        import_teacher(import_, names[0] if names else cfg.teacher, cfg, log=lambda m: click.echo(m, err=m.startswith("warning")))
         return
-    if not name:
-        raise ConfigError("give the teacher model: akd teacher --model resnet32x4 [--dataset ...]")
-    overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, teacher=name, epochs=epochs, batch_size=batch_size, lr=lr,
-                     device=device, compile=compile_, teacher_cache=teacher_cache, max_memory=max_memory, teacher_epochs=teacher_epochs)
+    if epochs is not None and teacher_epochs is not None:
+        raise ConfigError("--epochs and --teacher-epochs both set the teacher's epochs; give one of them")
+    overrides = dict(dataset=dataset, data_dir=data_dir, dev=dev, teacher=names[0] if names else None, batch_size=batch_size,
+                     device=device, compile=compile_, max_memory=max_memory, teacher_epochs=teacher_epochs if teacher_epochs is not None else epochs,
+                     teacher_lr=lr, teacher_seed=seed)
     cfg = build_config(config_path, overrides, {})
-    if seed is not None:
-        cfg.teacher_seed = seed
+    if not cfg.teacher:
+        raise ConfigError("give the teacher model: akd teacher --model resnet32x4 [--dataset ...]")
     d = teacher_dir(cfg)
     s = train(teacher_config(cfg), d, resume=True, progress=not quiet, log=lambda m: click.echo(m, err=True))
     print_summary(s, d)
+
+
+#: what akd teacher --import reads: its options and run-config keys (akd.engine.teacher_files.import_teacher)
+IMPORT_OPTIONS = {"config_path", "dataset", "data_dir", "dev", "device", "model", "teacher", "student", "quiet", "import_", "set_values"}
+IMPORT_KEYS = ("dataset", "data_dir", "dev", "device", "cache_dir", "eval_batch_size", "teacher")
+
+
+def _options() -> set[str]:
+    """The names of the current command's options."""
+    return {p.name for p in click.get_current_context().command.params if p.name}
+
+
+def refuse_given(names: set[str], why: str) -> None:
+    """Refuse the options among ``names`` that were given on the command line: ``why`` they would be ignored."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    for p in ctx.command.params:
+        if p.name in names and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE:
+            raise ConfigError(f"{p.opts[0]} would be ignored: {why}")
 
 
 # ------------------------------------------------------------------------------------------

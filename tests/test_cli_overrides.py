@@ -159,3 +159,42 @@ def test_term_flags_change_the_one_distillation_term_and_ce_weight():
 def test_term_flags_refused_in_one_line(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert refused(tmp_path, "run", *args, "--teacher", "cnn_small", *COMMON).endswith(message)
+
+
+# ------------------------------------------------------------------------------------------
+# options that would be ignored (issue 13, inconsistency 4)
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, message", [
+    (["compare", "--methods", "ce", "--seed", "1"], "akd compare takes --seeds (comma-separated), not --seed; use --seeds 1"),
+    (["teacher", "--model", "cnn_small", "--teacher-ckpt", "t.pt"], "--teacher-ckpt would be ignored: akd teacher trains a "
+     "teacher; to add a trained one to the cache, use --import FILE --model MODEL"),
+    (["teacher", "--model", "cnn_small", "--teacher-cache"],
+     "--teacher-cache would be ignored: a teacher is trained with ce, which reads no teacher outputs"),
+    (["teacher", "--list", "--epochs", "3"], "--epochs would be ignored: --list only shows the teacher cache"),
+    (["teacher", "--import", "t.pth", "--model", "resnet8", "--lr", "0.1"],
+     "--lr would be ignored: --import measures a trained teacher's accuracy; it trains nothing"),
+    (["teacher", "--import", "t.pth", "--model", "resnet8", "--set", "epochs=3"],
+     "--set epochs would be ignored: --import measures a trained teacher's accuracy; it trains nothing"),
+    (["teacher", "--model", "cnn_small", "--epochs", "2", "--teacher-epochs", "3"],
+     "--epochs and --teacher-epochs both set the teacher's epochs; give one of them"),
+    (["teacher", "--model", "cnn_small", "--student", "cnn_tiny"],
+     "give the teacher model once (--model cnn_small), not also as --teacher/--student"),
+])
+def test_ignored_options_are_refused(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert refused(tmp_path, *args) == message
+
+
+def test_teacher_lr_seed_and_epochs_are_the_teacher_recipe(tmp_path):
+    """akd teacher --lr/--seed/--epochs used to reach keys the teacher does not read (--lr was silently ignored)."""
+    from akd.engine import RunConfig, teacher_dir
+
+    toml = tmp_path / "t.toml"
+    toml.write_text("teacher_epochs = 5\n")  # the flag wins over the file (it used to lose to teacher_epochs)
+    out, _ = ok("teacher", "--config", str(toml), "--model", "cnn_small", "--dataset", SYN, "--epochs", "1", "--batch-size", "32",
+                "--lr", "0.02", "--seed", "3", "--quiet")
+    d = Path(out.strip().splitlines()[-1].split(None, 2)[-1])
+    cfg = stored_config(d)["config"]
+    assert (cfg["epochs"], cfg["lr"], cfg["seed"], cfg["student"]) == (1, 0.02, 3, "cnn_small")
+    want = RunConfig(dataset=SYN, teacher="cnn_small", teacher_epochs=1, teacher_lr=0.02, teacher_seed=3, batch_size=32)
+    assert d == teacher_dir(want)
