@@ -340,23 +340,25 @@ def skip_teacherless(cells: list[Cell]) -> None:
 
 def resolve_shared_teacher(base: RunConfig, cells: list[Cell], log: Callable[[str], None], progress: bool,
                            train_teacher: Callable[[RunConfig], str] | None = None) -> None:
-    """Train/reuse the teacher once and point every cell that needs it at the same checkpoint.
+    """Train/reuse each teacher once and point every cell that needs it at that checkpoint.
+
+    Cells share a teacher when their teacher configs are the same (:func:`akd.engine.teacher.teacher_identity`,
+    the fingerprint that also names ``akd run``'s cache folder): an axis over the recipe (weight decay, amp,
+    RandAugment...) gives one teacher per value, an axis over the student or its objective one teacher.
 
     ``train_teacher(cfg) -> model.pt path`` replaces the in-process training (the Ray backend runs it as a task).
     """
     from .data import load_dataset
-    from .engine.teacher import resolve_teacher
+    from .engine.teacher import resolve_teacher, teacher_identity
     from .engine.trainer import train
     from .objective import build_objective
 
     needs = [c for c in cells if c.config is not None and build_objective(c.config.objective).needs_teacher]
     if not needs:
         return
-    groups: dict[tuple, list[Cell]] = {}
-    for c in needs:
-        key = (c.config.teacher, c.config.teacher_ckpt, c.config.dataset, c.config.dev, c.config.teacher_epochs,
-               c.config.teacher_lr, c.config.teacher_seed, c.config.batch_size, c.config.epochs)
-        groups.setdefault(key, []).append(c)
+    groups: dict[str | None, list[Cell]] = {}
+    for c in needs:  # one teacher per identity: the teacher config's fingerprint, as `akd run` names its cache folder
+        groups.setdefault(teacher_identity(c.config), []).append(c)
     for cs in groups.values():
         cfg = cs[0].config
         if cfg.teacher_ckpt:

@@ -1,7 +1,7 @@
 """Teachers: trained by the same engine (objective ``ce``) and cached by what defines them.
 
-Cache key = (teacher model, dataset, dev split, recipe: epochs, lr, batch size, weight decay,
-momentum, milestones, seed).  Entry = an ordinary run directory under
+Cache key = the fingerprint of :func:`teacher_config` (teacher model, dataset, dev split and the whole recipe:
+epochs, lr, batch size, weight decay, momentum, schedule, amp, RandAugment settings, seed).  Entry = an ordinary run directory under
 ``<cache>/teachers/<model>-<dataset>-<hash>/`` (resumable like any run) whose ``model.pt``
 holds the weights, the model spec, the class count and input shape, and its accuracy.
 A teacher whose classes or input shape do not match the data is refused.
@@ -41,6 +41,15 @@ def _slug(s: str) -> str:
 def teacher_dir(cfg: RunConfig) -> Path:
     tc = teacher_config(cfg)
     return cache_root(cfg.cache_dir) / "teachers" / f"{_slug(tc.student)}-{_slug(tc.dataset)}-{tc.fingerprint()}"
+
+
+def teacher_identity(cfg: RunConfig) -> str | None:
+    """What names the teacher ``cfg`` uses: its checkpoint path (``teacher_ckpt``), else the cache folder of the
+    teacher trained for it (:func:`teacher_dir`, named by the teacher config's fingerprint); None without a teacher.
+    Runs with equal identities use the same teacher weights (a grid resolves each identity once)."""
+    if cfg.teacher_ckpt:
+        return str(cfg.teacher_ckpt)
+    return str(teacher_dir(cfg)) if cfg.teacher else None
 
 
 def list_teachers(cache_dir: str | None = None) -> list[dict[str, Any]]:

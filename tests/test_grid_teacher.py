@@ -1,0 +1,40 @@
+"""Which cells of a grid share one teacher: exactly those whose teacher config is the same (issue 13,
+inconsistency 1: the grid's own key used to leave out weight decay, momentum, amp, RandAugment...)."""
+
+import pytest
+
+from akd.engine import RunConfig
+from akd.engine.teacher import teacher_dir
+from akd.experiment import Grid, resolve_shared_teacher
+
+BASE = RunConfig(dataset="synthetic(n=64,test_n=16,classes=4,size=8,channels=1)", student="cnn_tiny", teacher="cnn_small",
+                 objective="kd", epochs=1, batch_size=16)
+
+
+def teachers_trained(axes: dict) -> tuple[list[RunConfig], list[str]]:
+    """The teacher configs a grid over ``axes`` asks to train, and the checkpoint every cell is pointed at."""
+    asked: list[RunConfig] = []
+
+    def train_teacher(cfg: RunConfig) -> str:
+        asked.append(cfg)
+        return f"/teachers/{len(asked)}/model.pt"
+
+    cells = Grid(BASE, axes, [0]).validate().cells()
+    resolve_shared_teacher(BASE, cells, lambda m: None, False, train_teacher=train_teacher)
+    return asked, [c.config.teacher_ckpt for c in cells]
+
+
+@pytest.mark.parametrize("axis, values", [("weight_decay", [5e-4, 1e-3]), ("momentum", [0.9, 0.8]), ("nesterov", [False, True]),
+                                          ("lr_decay", [0.1, 0.2]), ("amp", ["auto", "off"]), ("channels_last", ["auto", "off"]),
+                                          ("ra_magnitude", [9, 5])])
+def test_an_axis_that_changes_the_teacher_recipe_trains_one_teacher_per_value(axis, values):
+    asked, ckpts = teachers_trained({axis: values})
+    assert len(asked) == 2 and len(set(ckpts)) == 2
+    assert len({teacher_dir(c) for c in asked}) == 2  # as `akd run` would: two cache folders
+
+
+@pytest.mark.parametrize("axis, values", [("method", ["kd", "rkd"]), ("student", ["cnn_tiny", "cnn_small"]),
+                                          ("lr", [0.05, 0.1]), ("log_every", [1, 50])])
+def test_an_axis_that_leaves_the_teacher_alone_shares_one_teacher(axis, values):
+    asked, ckpts = teachers_trained({axis: values})
+    assert len(asked) == 1 and len(set(ckpts)) == 1
