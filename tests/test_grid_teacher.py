@@ -34,7 +34,8 @@ def test_an_axis_that_changes_the_teacher_recipe_trains_one_teacher_per_value(ax
 
 
 @pytest.mark.parametrize("axis, values", [("method", ["kd", "rkd"]), ("student", ["cnn_tiny", "cnn_small"]),
-                                          ("lr", [0.05, 0.1]), ("log_every", [1, 50])])
+                                          ("lr", [0.05, 0.1]), ("log_every", [1, 50]),
+                                          ("checkpoint_every", [1, 2])])
 def test_an_axis_that_leaves_the_teacher_alone_shares_one_teacher(axis, values):
     asked, ckpts = teachers_trained({axis: values})
     assert len(asked) == 1 and len(set(ckpts)) == 1

@@ -30,7 +30,14 @@ MILESTONE_FRACTIONS = (150 / 240, 180 / 240, 210 / 240)
 
 #: fields that say where or how fast a run goes, not what it computes (left out of the fingerprint)
 NOT_RESULT_FIELDS = ("device", "log_every", "cache_dir", "data_dir", "compile", "eval_batch_size", "teacher_cache",
-                     "max_memory", "workers")
+                     "max_memory", "workers", "checkpoint_every")
+#: not result-defining, but hashed by the first release's fingerprint (which names existing teacher-cache folders):
+#: hashed at their default value whatever the run sets, so the names stay and the value does not change the identity
+HASHED_AT_DEFAULT = ("checkpoint_every",)
+#: where-and-how fields that a resumed run takes from the caller, not from its stored config
+#: (a subset of NOT_RESULT_FIELDS: a result field taken from the caller would change the run being continued)
+RESUME_FROM_CALLER = ("device", "log_every", "compile", "data_dir", "cache_dir", "eval_batch_size", "workers",
+                      "teacher_cache", "max_memory", "checkpoint_every")
 
 
 @dataclass
@@ -160,10 +167,14 @@ class RunConfig:
 
         Fields added after the first release (:data:`ADDED_FIELDS`) enter the hash only when they differ from
         their default, so adding a field never renames the folders (e.g. the teacher cache's) of runs that do
-        not use it."""
+        not use it; :data:`HASHED_AT_DEFAULT` fields enter it at their default value, for the same reason."""
         defaults = RunConfig.__dataclass_fields__
-        d = {k: v for k, v in self.to_dict().items()
-             if k not in exclude and not (k in ADDED_FIELDS and v == defaults[k].default)}
+        d = {}
+        for k, v in self.to_dict().items():
+            if k in HASHED_AT_DEFAULT:
+                d[k] = defaults[k].default
+            elif k not in exclude and not (k in ADDED_FIELDS and v == defaults[k].default):
+                d[k] = v
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .checkpoint import write_json
-from .config import RunConfig, config_from_dict, resolved_terms, same_result
+from .config import RESUME_FROM_CALLER, RunConfig, config_from_dict, resolved_terms, same_result
 
 
 class RunDir:
@@ -59,8 +59,7 @@ class RunDir:
         if stored is not None and started:
             same = same_result(stored.get("config") or {}, cfg, self.stored_terms())
             if resume and not force:
-                keep = {k: getattr(cfg, k) for k in ("device", "log_every", "compile", "data_dir", "cache_dir", "eval_batch_size",
-                                                    "workers")}
+                keep = {k: getattr(cfg, k) for k in RESUME_FROM_CALLER}
                 cfg = config_from_dict({**stored["config"], **keep}, where=str(self.config))
             elif not same and not force:
                 raise ConfigError(
