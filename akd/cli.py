@@ -155,21 +155,35 @@ def run_options(f):
                                                      "now); a step estimated above it is refused before any work."),
         click.option("--quiet", is_flag=True, help="No progress display."),
         SET_OPTION,
+        LOGGER_OPTION,
     ]
     for o in reversed(opts + VIEW_OPTIONS):
         f = o(f)
 
     @functools.wraps(f)
     def with_config_flags(*args, **kw):
-        # the virtual-view flags and --set reach the config through apply_overrides (one place), not every
+        # the virtual-view flags, --logger and --set reach the config through apply_overrides (one place), not every
         # command's signature; --set is parsed here, so a bad key stops the command before any work
         meta = click.get_current_context().meta
-        meta["akd.config_flags"] = {k: kw.pop(k) for k in VIEW_FLAGS}
+        meta["akd.config_flags"] = {k: kw.pop(k) for k in VIEW_FLAGS + ("loggers",)}
         meta["akd.set"] = parse_set_values(kw.pop("set_values"))
         return f(*args, **kw)
 
     return with_config_flags
 
+
+def _specs(ctx, param, value: str | None) -> list[str] | None:
+    """A comma-separated list of specs (commas inside a spec's parentheses stay), e.g. ``csv,wandb(mode='offline')``."""
+    from .registry import split_top_level
+
+    return None if value is None else [p.strip() for p in split_top_level(value) if p.strip()]
+
+
+LOGGER_OPTION = click.option(
+    "--logger", "loggers", callback=_specs, metavar="NAMES",
+    help="Also send the config and every epoch's metrics to: csv (metrics.csv in the run folder), tensorboard, wandb, "
+         "mlflow; comma-separated, each a spec such as \"wandb(project='kd',mode='offline')\". "
+         "Default: metrics.jsonl only. Config key: loggers.")
 
 SET_OPTION = click.option(
     "--set", "set_values", multiple=True, metavar="KEY=VALUE",
@@ -246,7 +260,7 @@ def apply_overrides(cfg, overrides: dict[str, Any]):
     sets = set_values()
     given = {k: v for k, v in {**_meta("akd.config_flags"), **overrides}.items() if v is not None}
     for k in sets.keys() & given.keys():
-        raise ConfigError(f"--set {k} and --{k.replace('_', '-')} both set '{k}'; give one of them")
+        raise ConfigError(f"--set {k} and --{FLAG_OF.get(k, k.replace('_', '-'))} both set '{k}'; give one of them")
     cfg = config_from_dict(given, config_from_dict(sets, cfg, where="--set"), where="command line")
     # --teacher on the command line replaces a file's teacher_ckpt and vice versa
     chosen = {**sets, **given}
@@ -255,6 +269,10 @@ def apply_overrides(cfg, overrides: dict[str, Any]):
     if chosen.get("teacher") is not None and chosen.get("teacher_ckpt") is None:
         cfg.teacher_ckpt = None
     return cfg
+
+
+#: run-config keys whose flag is not the key with dashes
+FLAG_OF = {"loggers": "logger"}
 
 
 def refuse_set_keys(keys: dict[str, str]) -> None:
@@ -479,6 +497,8 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
     fresh = RunDir(out_dir).read_config() is None
     if resume and fresh:
         raise ConfigError(f"--resume: {out_dir} holds no akd run to resume (no config.json); drop --resume to start one")
+    if resume:
+        _check_resume_loggers(RunDir(out_dir))
     # distributed: `--nproc N` spawns N ranks here; under torchrun every rank runs this command
     world = torchrun_world()
     opts = DistOptions(global_relations=global_relations, sync_bn=sync_bn)
@@ -515,6 +535,15 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
         raise
     if rank0:
         print_summary(s, out_dir)
+
+
+def _check_resume_loggers(rd) -> None:
+    """--resume continues a run with its stored config, loggers included: other --logger backends would be ignored."""
+    stored = (rd.read_config() or {}).get("config", {}).get("loggers")
+    given = {**_meta("akd.config_flags"), **set_values()}.get("loggers")
+    if given is not None and given != stored:
+        raise ConfigError(f"--logger {','.join(given) or 'none'} would be ignored: --resume continues {rd.path} with its "
+                          f"stored config (loggers: {','.join(stored or []) or 'none'})")
 
 
 # ------------------------------------------------------------------------------------------

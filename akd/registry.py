@@ -66,7 +66,7 @@ def parse_spec(spec: Spec, family: str = "part") -> tuple[str, dict[str, Any]]:
     return name, params
 
 
-def _split_top_level(body: str) -> list[str]:
+def split_top_level(body: str) -> list[str]:
     """``body`` split at the commas outside quotes and brackets."""
     parts, depth, quote, start = [], 0, "", 0
     for i, ch in enumerate(body):
@@ -90,7 +90,7 @@ def _loose_params(body: str, family: str, spec: str) -> dict[str, Any]:
     (``image-folder(root=/data/my images,size=224)`` gives ``root='/data/my images'``); quote a value that holds a
     comma."""
     params: dict[str, Any] = {}
-    for part in _split_top_level(body):
+    for part in split_top_level(body):
         key, eq, value = part.partition("=")
         key, value = key.strip(), value.strip()
         if not eq or not key.isidentifier() or not value:
@@ -252,7 +252,7 @@ def _params_of(obj: Callable[..., Any], skip: int) -> dict[str, Param]:
         hints = {}
     out = {}
     for i, (n, p) in enumerate(sig.parameters.items()):
-        if (inspect.isclass(obj) and i == 0) or i < skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if i < skip + inspect.isclass(obj) or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):  # a class's __init__: self too
             continue
         out[n] = Param(n, p.default, hints.get(n, p.annotation))
     return out

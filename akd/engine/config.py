@@ -30,7 +30,7 @@ MILESTONE_FRACTIONS = (150 / 240, 180 / 240, 210 / 240)
 
 #: fields that say where or how fast a run goes, not what it computes (left out of the fingerprint)
 NOT_RESULT_FIELDS = ("device", "log_every", "cache_dir", "data_dir", "compile", "eval_batch_size", "teacher_cache",
-                     "max_memory", "workers", "checkpoint_every")
+                     "max_memory", "workers", "loggers", "checkpoint_every")
 #: not result-defining, but hashed by the first release's fingerprint (which names existing teacher-cache folders):
 #: hashed at their default value whatever the run sets, so the names stay and the value does not change the identity
 HASHED_AT_DEFAULT = ("checkpoint_every",)
@@ -85,6 +85,7 @@ class RunConfig:
     cache_dir: str | None = None
     max_memory: float | None = None  # GiB one training step may use (None: 90 % of what is available; see preflight)
     workers: int | None = None  # decoding processes per training process for streamed data (None: akd.data.stream.default_workers)
+    loggers: list | None = None  # logger specs besides metrics.jsonl: csv, tensorboard, wandb, mlflow (akd.loggers)
 
     # -- derived ---------------------------------------------------------------------------
     def seeds(self) -> dict[str, int]:
@@ -105,6 +106,11 @@ class RunConfig:
             return [int(m) for m in self.milestones]
         ms = sorted({max(1, round(self.epochs * f)) for f in MILESTONE_FRACTIONS})
         return [m for m in ms if m < self.epochs] if self.epochs > 1 else []
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as the run uses it: the defaults that follow other keys (lr, milestones, seed streams) filled in."""
+        return {**self.to_dict(), "lr": self.resolved_lr(), "milestones": self.resolved_milestones(),
+                **{f"{k}_seed": v for k, v in self.seeds().items()}}
 
     def validate(self) -> "RunConfig":
         def bad(key, why):
@@ -142,6 +148,10 @@ class RunConfig:
             bad("checkpoint_every", "must be >= 1")
         if self.ra_ops < 0 or not 0 <= self.ra_magnitude <= 30:
             bad("ra_magnitude", "ra_ops must be >= 0 and ra_magnitude in [0, 30]")
+        if self.loggers:  # unknown names and missing packages: before any work
+            from ..loggers import check_loggers
+
+            check_loggers(self.loggers)
         if self.ra_pool is not None:
             from ..data.randaugment import OPS
 
