@@ -20,7 +20,7 @@ FULL_TEACHER=benchmarks/results/fmnist_full_teacher/model.pt
 $AKD grid --grid experiments/vrm_readings.toml --teacher-ckpt $FULL_TEACHER \
     --out benchmarks/results/fmnist_full_vrm_readings --quiet
 # the comparison as a grid over --method: the methods of a seed share one teacher forward per batch (akd compare
-# runs them one by one); the same runs, about 3x faster here
+# runs them one by one, each with its own teacher forward); the runs are the same
 $AKD grid --config experiments/fmnist_full.toml --teacher-ckpt $FULL_TEACHER \
     --method ce,kd,dkd,dist,rkd,cc,sp,pkt,vrm,vrm-zs-edge --seeds 0,1,2 \
     --out benchmarks/results/fmnist_full_compare --quiet
