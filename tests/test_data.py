@@ -109,15 +109,15 @@ def test_loader_same_seed_epoch_identical_batches_despite_global_rng():
     a = _loader(augment=True, pad=2)
     b = _loader(augment=True, pad=2)
     torch.manual_seed(0)
-    ba = list(a.epoch(3))
+    ba = list(a.raw_batches(3))
     torch.manual_seed(12345)
     torch.rand(100)  # other draws in the program must not shift the data stream
-    bb = list(b.epoch(3))
+    bb = list(b.raw_batches(3))
     assert len(ba) == len(bb) == len(a) == 7
     for (xa, ya), (xb, yb) in zip(ba, bb):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     # resuming mid-epoch gives the same tail
-    tail = list(a.epoch(3, start=4))
+    tail = list(a.raw_batches(3, start=4))
     for (xa, ya), (xt, yt) in zip(ba[4:], tail):
         assert torch.equal(xa, xt) and torch.equal(ya, yt)
 
@@ -138,35 +138,39 @@ def test_loader_epochs_differ_and_cover_every_sample_once():
     assert not torch.equal(orders[0], other)
 
 
-def test_loader_len_drop_last_no_shuffle_and_iter():
+def test_loader_len_drop_last_no_shuffle_and_repeat():
     assert len(_loader(n=50, bs=8)) == 7
     ld = _loader(n=50, bs=8, drop_last=True)
-    assert len(ld) == 6 and sum(len(y) for _, y in ld.epoch(0)) == 48
+    assert len(ld) == 6 and sum(len(y) for _, y in ld.raw_batches(0)) == 48
     ns = _loader(n=20, bs=6, shuffle=False)
-    assert torch.cat([y for _, y in ns.epoch(5)]).tolist() == [i % 5 for i in range(20)]
+    assert torch.cat([y for _, y in ns.raw_batches(5)]).tolist() == [i % 5 for i in range(20)]
     it = _loader(n=20, bs=5)
-    first = torch.cat([y for _, y in it])
-    assert it.current_epoch == 1  # a full pass advances the epoch
-    it.set_epoch(0)
-    assert torch.equal(torch.cat([y for _, y in it]), first)
+    first = torch.cat([y for _, y in it.raw_batches(0)])
+    assert torch.equal(torch.cat([y for _, y in it.raw_batches(0)]), first)  # an epoch is a pure function of its number
 
 
 def test_loader_normalises_and_info_reproduces_views():
     ld = _loader(n=30, bs=10, augment=True, pad=2)
-    (xf, yf), = list(ld.epoch(1))[:1]
     xr, yr, info = next(ld.raw_batches(1, with_info=True))
-    assert xf.dtype == torch.float32 and torch.equal(yf, yr)
+    xf = ld.to_float(xr)
+    assert xf.dtype == torch.float32 and xr.dtype == torch.uint8
     assert torch.allclose(xf, (xr.float() / 255 - 0.5) / 0.25, atol=1e-5)
     assert torch.equal(apply_crop_flip(ld.x[info.index], info.crop, 2), xr)
-    cl = _loader(n=30, bs=10, channels_last=True)
-    xb, _ = next(iter(cl.epoch(0)))
-    assert xb.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_loader_with_rand_augment_is_deterministic():
-    a = [x for x, _ in _loader(n=40, bs=10, augment=True, rand_augment=(2, 9)).raw_batches(2)]
-    b = [x for x, _ in _loader(n=40, bs=10, augment=True, rand_augment=(2, 9)).raw_batches(2)]
+def test_virtual_views_of_loader_batches_are_deterministic():
+    """Views come from the engine's (view seed, epoch, step) stream alone (the loader makes none)."""
+    from akd.engine import RunConfig
+    from akd.engine.loop import virtual_views
+
+    cfg = RunConfig()
+
+    def views(step):
+        return [v for x, _ in _loader(n=40, bs=10, augment=True).raw_batches(2) for v in virtual_views(x, 2, cfg, 0, 2, step)]
+
+    a, b, c = views(0), views(0), views(1)
     assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert not all(torch.equal(p, q) for p, q in zip(a, c))
 
 
 def test_loader_batch_too_large_and_bad_inputs():

@@ -1,15 +1,16 @@
 """A device-resident input pipeline: the whole uint8 data set lives on the device.
 
 :class:`DeviceLoader` copies the uint8 images and labels to ``device`` once;
-each batch is an index into them, augmented there (batched crop/flip and,
-optionally, RandAugment) and normalised to float.  No ``DataLoader``, worker
-processes or per-sample Python.
+each batch is an index into them, augmented there (batched crop/flip) as uint8;
+:meth:`DeviceLoader.to_float` normalises it.  No ``DataLoader``, worker processes or
+per-sample Python.  Virtual views (RandAugment) are not the loader's: the engine draws
+them from their own seed stream (:func:`akd.engine.loop.virtual_views`).
 
 Determinism: the order of epoch ``e`` comes from a ``torch.Generator`` on the
-data's device seeded with ``derive_seed(seed, e, "order")``; the augmentation of
+data's device seeded with ``derive_seed(seed, e, "order")``; the crop/flip of
 batch ``i`` of epoch ``e`` from one seeded with ``derive_seed(seed, e, i)``.
 So a given ``(seed, epoch)`` always yields identical batches, any batch can be
-regenerated on its own (resuming mid-epoch: ``epoch(e, start=i)``), and
+regenerated on its own (resuming mid-epoch: ``raw_batches(e, start=i)``), and
 nothing else the program draws (model init, dropout, the global RNG) can shift
 the data stream.  Runs with the same seed see exactly the same views, which
 puts methods compared on the same seed on an equal footing.  (Identical across
@@ -26,8 +27,6 @@ import torch
 
 from ..errors import ConfigError
 from .augment import CropFlipParams, random_crop_flip
-from .randaugment import RandAugmentParams
-from .randaugment import rand_augment as _rand_augment
 
 __all__ = ["DeviceLoader", "BatchInfo", "normalize", "derive_seed", "train_loader"]
 
@@ -64,12 +63,10 @@ def _norm_constants(dev: torch.device, mean: tuple[float, ...], std: tuple[float
 
 class BatchInfo(NamedTuple):
     """What produced a batch: ``index`` (positions in the data set, on the device),
-    ``crop`` (crop/flip draws, None without augmentation), ``rand_augment`` (its
-    draws, None when off)."""
+    ``crop`` (crop/flip draws, None without augmentation)."""
 
     index: torch.Tensor
     crop: CropFlipParams | None
-    rand_augment: RandAugmentParams | None
 
 
 class DeviceLoader:
@@ -78,16 +75,12 @@ class DeviceLoader:
     ``DeviceLoader(x, y, batch_size, device=..., shuffle=True, drop_last=False,
     augment=False, pad=4, flip=True, mean=..., std=..., seed=0)``
 
-    * ``loader.epoch(e)`` yields ``(x_float [B,C,H,W] normalised, y int64 [B])``;
-      ``loader.set_epoch(e)`` + ``iter(loader)`` does the same (the epoch then
-      advances by one after each complete pass).
     * ``loader.raw_batches(e)`` yields the augmented uint8 batch and labels
-      (and a :class:`BatchInfo` with ``with_info=True``) before normalisation.
+      (and a :class:`BatchInfo` with ``with_info=True``) of epoch ``e``;
+      ``loader.to_float(xb)`` normalises a batch (or a virtual view of it).
     * ``len(loader)`` is the number of batches per epoch.
 
-    ``augment`` applies :func:`random_crop_flip` (``pad``, ``flip``) and, when
-    ``rand_augment=(num_ops, magnitude)``, RandAugment after it.
-    ``channels_last`` returns float batches in channels-last memory format.
+    ``augment`` applies :func:`random_crop_flip` (``pad``, ``flip``).
     """
 
     def __init__(
@@ -105,8 +98,6 @@ class DeviceLoader:
         mean: Sequence[float] = (0.0,),
         std: Sequence[float] = (1.0,),
         seed: int = 0,
-        channels_last: bool = False,
-        rand_augment: tuple[int, int] | None = None,
     ):
         if x.dtype != torch.uint8 or x.dim() != 4:
             raise ConfigError(f"DeviceLoader needs uint8 images [N, C, H, W], got {x.dtype} {tuple(x.shape)}")
@@ -124,11 +115,6 @@ class DeviceLoader:
             raise ConfigError(f"mean/std need 1 or {c} values (one per channel), got {tuple(mean)}/{tuple(std)}")
         if any(s <= 0 for s in std):
             raise ConfigError(f"std values must be > 0, got {tuple(std)}")
-        if rand_augment is not None:
-            if len(tuple(rand_augment)) != 2:
-                raise ConfigError(f"rand_augment must be (num_ops, magnitude), got {rand_augment!r}")
-            if c not in (1, 3):
-                raise ConfigError(f"RandAugment supports 1 or 3 channels, the data has {c}")
         self.device = torch.device(device)
         self.x = x.to(self.device)
         self.y = y.to(self.device, torch.int64)
@@ -141,12 +127,6 @@ class DeviceLoader:
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
         self.seed = int(seed)
-        self.channels_last = channels_last
-        self.rand_augment = tuple(rand_augment) if rand_augment is not None else None
-        self._epoch = 0
-        if self.rand_augment is not None:  # validate num_ops/magnitude now, not at the first batch
-            g = torch.Generator(device=self.device).manual_seed(0)
-            _rand_augment(self.x[:1], g, *self.rand_augment)
 
     # ------------------------------------------------------------------ sizes
 
@@ -184,39 +164,18 @@ class DeviceLoader:
         for i in range(int(start), len(self)):
             idx = order[i * b : (i + 1) * b]
             xb, yb = self.x[idx], self.y[idx]
-            crop = ra = None
+            crop = None
             if self.augment:
-                g = self._generator(int(epoch), i)
-                xb, crop = random_crop_flip(xb, self.pad, self.flip, g, return_params=True)
-                if self.rand_augment is not None:
-                    xb, ra = _rand_augment(xb, g, self.rand_augment[0], self.rand_augment[1], return_params=True)
-            yield (xb, yb, BatchInfo(idx, crop, ra)) if with_info else (xb, yb)
+                xb, crop = random_crop_flip(xb, self.pad, self.flip, self._generator(int(epoch), i), return_params=True)
+            yield (xb, yb, BatchInfo(idx, crop)) if with_info else (xb, yb)
 
     def originals(self, index: torch.Tensor) -> torch.Tensor:
         """The stored (un-augmented) uint8 images of ``index`` (e.g. a batch's ``BatchInfo.index``)."""
         return self.x[index]
 
     def to_float(self, xb: torch.Tensor) -> torch.Tensor:
-        """Normalise a uint8 batch with this loader's mean/std (and memory format)."""
-        out = normalize(xb, self.mean, self.std)
-        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Normalised float batches ``(x, y)`` of ``epoch`` (from batch ``start``)."""
-        for xb, yb in self.raw_batches(epoch, start):
-            yield self.to_float(xb), yb
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch = int(epoch)
-
-    @property
-    def current_epoch(self) -> int:
-        return self._epoch
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        e = self._epoch
-        yield from self.epoch(e)
-        self._epoch = e + 1
+        """A uint8 batch (or a virtual view of it) normalised with this loader's mean/std, as float32."""
+        return normalize(xb, self.mean, self.std)
 
     def __repr__(self) -> str:
         return (
@@ -232,7 +191,7 @@ def train_loader(ds, batch_size: int, *, device: str | torch.device, seed: int, 
     A data set that streams from files makes its own (``ds.train_loader(...)``, e.g.
     :class:`akd.data.stream.StreamLoader`, which decodes with ``workers`` processes); an in-memory one gets a
     :class:`DeviceLoader` over its tensors with its crop padding and flip setting (``workers`` is not used).
-    Both have the same interface (``order``, ``len``, ``raw_batches``, ``to_float``).
+    Both have the same interface (``order``, ``len``, ``raw_batches``, ``originals``, ``to_float``).
     """
     own = getattr(ds, "train_loader", None)
     if own is not None:

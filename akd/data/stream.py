@@ -2,7 +2,7 @@
 device normalises.
 
 :class:`StreamLoader` has :class:`~akd.data.DeviceLoader`'s interface (``order``, ``len``, ``raw_batches(epoch,
-start, with_info)``, ``to_float``, ``epoch``), so the engine trains from either unchanged.  Batches are decoded by
+start, with_info)``, ``originals``, ``to_float``), so the engine trains from either unchanged.  Batches are decoded by
 ``workers`` processes of a ``torch.utils.data.DataLoader`` (one job = one batch; ``prefetch`` jobs in flight per
 worker, pinned host memory when the device is CUDA) and copied to the device as uint8; normalisation and virtual
 views (RandAugment) happen there, as for in-memory data.
@@ -192,7 +192,7 @@ class StreamLoader:
     def __init__(self, files: ImageFiles, size: int, batch_size: int, *, device: str | torch.device = "cpu",
                  seed: int = 0, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,), workers: int = 0,
                  prefetch: int = 2, shuffle: bool = True, drop_last: bool = True, augment: bool = True,
-                 channels_last: bool = False, rank: int | None = None, world_size: int | None = None):
+                 rank: int | None = None, world_size: int | None = None):
         n = len(files)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
             raise ConfigError(f"batch size {batch_size!r} is invalid; use a positive integer <= {n} (the data set size)")
@@ -208,9 +208,8 @@ class StreamLoader:
         self.device = torch.device(device)
         self.seed, self.workers, self.prefetch = int(seed), _check_workers(workers), int(prefetch)
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-        self.shuffle, self.drop_last, self.augment, self.channels_last = shuffle, drop_last, augment, channels_last
+        self.shuffle, self.drop_last, self.augment = shuffle, drop_last, augment
         self.rank, self.world_size = int(rank), int(world_size)
-        self._epoch = 0
 
     # ------------------------------------------------------------------ sizes and order
 
@@ -254,7 +253,7 @@ class StreamLoader:
                 full[self.local_rows(len(idx))] = x
                 x = full
             y = self.files.labels[idx].to(self.device)
-            yield (x, y, BatchInfo(idx.to(self.device), None, None)) if with_info else (x, y)
+            yield (x, y, BatchInfo(idx.to(self.device), None)) if with_info else (x, y)
 
     def originals(self, index: torch.Tensor) -> torch.Tensor:
         """The un-augmented images of a global batch's ``index``: evaluation views (shorter side round(size·8/7),
@@ -269,24 +268,8 @@ class StreamLoader:
         return out.to(self.device)
 
     def to_float(self, xb: torch.Tensor) -> torch.Tensor:
-        out = normalize(xb, self.mean, self.std)
-        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for xb, yb in self.raw_batches(epoch, start):
-            yield self.to_float(xb), yb
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch = int(epoch)
-
-    @property
-    def current_epoch(self) -> int:
-        return self._epoch
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        e = self._epoch
-        yield from self.epoch(e)
-        self._epoch = e + 1
+        """A uint8 batch (or a virtual view of it) normalised with this loader's mean/std, as float32."""
+        return normalize(xb, self.mean, self.std)
 
     def __repr__(self) -> str:
         return (f"StreamLoader(n={len(self.files)}, size={self.size}, batch_size={self.batch_size}, batches={len(self)}, "

@@ -345,11 +345,11 @@ class Runtime(LocalRuntime):
 
 def _slice_info(info: Any, lo: int, hi: int) -> Any:
     """Rows ``lo:hi`` of a :class:`~akd.data.pipeline.BatchInfo` (sample index and crop/flip draws; the teacher
-    cache reads them).  ``rand_augment`` is not used by the engine and is dropped."""
+    cache reads them)."""
     crop = info.crop
     if crop is not None:
         crop = type(crop)(*(t[lo:hi] for t in crop))
-    return info._replace(index=info.index[lo:hi], crop=crop, rand_augment=None)
+    return info._replace(index=info.index[lo:hi], crop=crop)
 
 
 # --------------------------------------------------------------------------------------------

@@ -89,12 +89,6 @@ class RunDir:
         write_json(self.config, {"fingerprint": cfg.fingerprint(), "name": describe_name(cfg), "config": cfg.to_dict(),
                                  "objective_terms": resolved_terms(cfg)})
 
-    def prepare(self, cfg: RunConfig, *, resume: bool, force: bool) -> RunConfig:
-        """:meth:`resolve` then :meth:`commit` (for callers that validated already)."""
-        cfg = self.resolve(cfg, resume=resume, force=force)
-        self.commit(cfg, force=force)
-        return cfg
-
 
 def describe_name(cfg: RunConfig) -> str:
     if isinstance(cfg.objective, str):
