@@ -8,7 +8,8 @@ alone (tested); the teacher forward and the virtual views are computed once per 
 * :meth:`SharedLoop.train_epoch` — one epoch: lanes begin, steps, stop requests, then :meth:`end_epoch`.
 * :meth:`SharedLoop.train_step` — one batch: views, this process's shard, then :meth:`lane_step` per lane
   (teacher outputs, student forward, objective, backward, optimiser, device-side accumulation).
-* :meth:`SharedLoop.end_epoch` — scheduler, evaluation, metrics line, checkpoint, finish.
+* :meth:`SharedLoop.end_epoch` — scheduler, evaluation, metrics line (and the run's ``--logger`` backends), checkpoint,
+  finish.
 
 No host synchronisation inside a step on CUDA: sums and non-finite flags stay on the device and are read every
 ``log_every`` steps (every step on CPU, where a read is free).
@@ -23,6 +24,7 @@ import torch
 
 from ..data import rand_augment, train_loader
 from ..errors import AkdError, TrainingDiverged
+from ..loggers import Loggers
 from .checkpoint import save_checkpoint, write_json
 from .config import RunConfig
 from .device import autocast, use_channels_last
@@ -94,6 +96,7 @@ class SharedLoop:
         self.start = min(ln.start for ln in lanes)
         self.bar.start(self.start[0] * self.steps_per_epoch + self.start[1])
         self.steps_this_call = 0
+        self.trackers = {id(ln): self._open_loggers(ln) for ln in lanes}
 
     # -- set-up ----------------------------------------------------------------------------
     def _teacher_cache(self, teacher):
@@ -117,6 +120,13 @@ class SharedLoop:
                 self.log(f"[{ln.rd.path.name}] teacher cache not used: the objective reads virtual views or feature maps")
         return t_cache, lanes
 
+    def _open_loggers(self, ln: Any) -> Loggers:
+        """The lane's ``loggers`` (none on a process that writes no run files), given its resolved config and the
+        epochs it already recorded (a resumed run)."""
+        specs = ln.cfg.loggers if self.rt.writer else None
+        return Loggers(specs or [], ln.rd.path).start({**ln.cfg.resolved(), "objective_terms": ln.objective.describe()},
+                                                      ln.history)
+
     def _write_summaries(self, d_digest: str) -> None:
         for ln in self.lanes:
             c = ln.cfg
@@ -136,16 +146,20 @@ class SharedLoop:
 
     # -- fit -------------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
-        with self.rt.stop_flag() as stop:  # under DDP the ranks agree on when to stop
-            for epoch in range(self.start[0], max(ln.cfg.epochs for ln in self.lanes)):
-                active = [ln for ln in self.lanes if ln.status == "running" and epoch < ln.cfg.epochs and ln.start[0] <= epoch]
-                if active:
-                    self.train_epoch(epoch, active, stop)
-        self.bar.close()
-        for ln in self.lanes:  # lanes resumed after their last epoch (checkpoint written, summary not)
-            if ln.status == "running" and ln.history and len(ln.history) >= ln.cfg.epochs:
-                self.finish(ln)
-        return [ln.summary for ln in self.lanes]
+        try:
+            with self.rt.stop_flag() as stop:  # under DDP the ranks agree on when to stop
+                for epoch in range(self.start[0], max(ln.cfg.epochs for ln in self.lanes)):
+                    active = [ln for ln in self.lanes if ln.status == "running" and epoch < ln.cfg.epochs and ln.start[0] <= epoch]
+                    if active:
+                        self.train_epoch(epoch, active, stop)
+            self.bar.close()
+            for ln in self.lanes:  # lanes resumed after their last epoch (checkpoint written, summary not)
+                if ln.status == "running" and ln.history and len(ln.history) >= ln.cfg.epochs:
+                    self.finish(ln)
+            return [ln.summary for ln in self.lanes]
+        finally:  # finished, failed or interrupted: the loggers flush and let go
+            for t in self.trackers.values():
+                t.close()
 
     def train_epoch(self, epoch: int, active: list[Any], stop) -> None:
         for ln in active:
@@ -273,6 +287,7 @@ class SharedLoop:
                    "train_acc": m["acc"], "test_top1": ev["top1"], "test_top5": ev["top5"], "test_loss": ev["loss"],
                    "train_time": train_time, "images_per_s": ln.images / max(train_time, 1e-9)}
             ln.record(rec, checkpoint=(epoch + 1) % ln.cfg.checkpoint_every == 0 or epoch + 1 == ln.cfg.epochs or bool(stopping))
+            self.trackers[id(ln)].epoch(rec)
             self.bar.message(f"[{ln.rd.path.name}] epoch {epoch + 1}/{ln.cfg.epochs} loss={m['total']:.4f} train_acc={m['acc']:.2f}% "
                              f"{ln.summary['eval_set']}_acc={ev['top1']:.2f}% (best {ln.best['acc']:.2f}%) {rec['images_per_s']:,.0f} img/s")
             if epoch + 1 == ln.cfg.epochs:
