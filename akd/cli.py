@@ -30,6 +30,7 @@ import click
 
 from . import __version__
 from .errors import AkdError, ConfigError
+from .progress import display
 
 
 class State:
@@ -167,7 +168,8 @@ def run_options(f):
         meta = click.get_current_context().meta
         meta["akd.config_flags"] = {k: kw.pop(k) for k in VIEW_FLAGS + ("loggers",)}
         meta["akd.set"] = parse_set_values(kw.pop("set_values"))
-        return f(*args, **kw)
+        with display(not kw["quiet"]):  # downloads, teacher-cache builds, evaluations: quiet too
+            return f(*args, **kw)
 
     return with_config_flags
 
@@ -945,7 +947,8 @@ def demo(dataset, teacher, student, epochs, teacher_epochs, methods, seed, devic
         tag = hashlib.sha1(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:8]
         out = "runs/demo" if chosen == defaults else f"runs/demo-{tag}"
     g = Grid(base, {"method": split_list(methods)}, [seed])
-    df = run_grid(g, Path(out), progress=not quiet, log=lambda m: click.echo(m, err=True), force=force)
+    with display(not quiet):
+        df = run_grid(g, Path(out), progress=not quiet, log=lambda m: click.echo(m, err=True), force=force)
     _print_table(df, Path(out))
     fin = df[df["status"] == "finished"].set_index("method")
     if "vrm" in fin.index and "ce" in fin.index:

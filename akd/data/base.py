@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -37,6 +36,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..paths import cache_root  # downloads honour AKD_CACHE_DIR like the teacher cache
+from ..progress import Stage
 from ..registry import require
 
 __all__ = [
@@ -257,13 +257,15 @@ def download(url: str, dest: Path, md5: str, *, how_to: str, timeout: float = 60
     except OSError as e:
         raise DataError(f"cannot create {dest.parent} to download into ({e.strerror}); {how_to}") from None
     fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    print(f"akd: downloading {url} -> {dest}", file=sys.stderr, flush=True)
     try:
         h = hashlib.md5()
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r, \
+                Stage(f"akd: downloading {url} -> {dest}", int(r.headers.get("Content-Length") or 0), unit="MiB",
+                      scale=2**20) as bar:
             while chunk := r.read(1 << 20):
                 f.write(chunk)
                 h.update(chunk)
+                bar.advance(len(chunk))
         got = h.hexdigest()
         if got != md5:
             raise DataError(f"download of {url} failed its checksum (md5 {got}, expected {md5}); retry, or {how_to}")

@@ -25,11 +25,11 @@ import torch
 from ..data import rand_augment, train_loader
 from ..errors import AkdError, TrainingDiverged
 from ..loggers import Loggers
+from ..progress import Progress, display
 from .checkpoint import save_checkpoint, write_json
 from .config import RunConfig
 from .device import autocast, use_channels_last
 from .environment import environment
-from .progress import Progress
 from .runs import describe_name
 from .seeds import STREAM_DATA, STREAM_VIEW, stream_seed
 from .signals import EXIT_INTERRUPTED
@@ -112,7 +112,7 @@ class SharedLoop:
             t_cache = teacher_cache.TeacherViewCache.build(
                 teacher, ds.train_x, pad=ds.pad, flip=ds.flip, mean=ds.mean, std=ds.std, sources=srcs, device=self.device,
                 amp=cfg0.amp, batch_size=cfg0.eval_batch_size, channels_last=self.cl,
-                store=cache_root(cfg0.cache_dir) / "teacher-views", save=self.rt.writer, log=self.log)
+                store=cache_root(cfg0.cache_dir) / "teacher-views", save=self.rt.writer, log=self.log, progress=self.progress)
             self.log(f"teacher cache: {t_cache.num_views} views x {ds.train_x.shape[0]} images, "
                      f"{t_cache.nbytes() / 2**20:.0f} MiB ({time.perf_counter() - t0:.1f} s)")
         for ln in self.lanes:
@@ -146,8 +146,8 @@ class SharedLoop:
 
     # -- fit -------------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
-        try:
-            with self.rt.stop_flag() as stop:  # under DDP the ranks agree on when to stop
+        try:  # evaluations show progress only where the loop does (not --quiet, rank 0)
+            with self.rt.stop_flag() as stop, display(self.progress):  # under DDP the ranks agree on when to stop
                 for epoch in range(self.start[0], max(ln.cfg.epochs for ln in self.lanes)):
                     active = [ln for ln in self.lanes if ln.status == "running" and epoch < ln.cfg.epochs and ln.start[0] <= epoch]
                     if active:

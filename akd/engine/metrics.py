@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ..data import normalize
 from ..errors import TrainingDiverged
+from ..progress import Stage
 from .device import autocast
 
 
@@ -62,24 +63,30 @@ class Accumulator:
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, x_u8: torch.Tensor, y: torch.Tensor, mean, std, *, batch_size: int,
              device: torch.device, amp: str = "auto", channels_last: bool = False) -> dict[str, float]:
-    """Top-1/top-5 accuracy (%) and mean CE on a uint8 set that lives on ``device``."""
+    """Top-1/top-5 accuracy (%) and mean CE on a uint8 set that lives on ``device``.
+
+    An evaluation that takes more than 2 s shows a bar on a terminal, erased when done (:class:`akd.progress.Stage`;
+    nothing where the caller's scope says so: ``--quiet``, progress=False, ranks other than 0)."""
     was = model.training
     model.eval()
     correct1 = torch.zeros((), device=device, dtype=torch.int64)
     correct5 = torch.zeros((), device=device, dtype=torch.int64)
     loss = torch.zeros((), device=device, dtype=torch.float64)
-    for i in range(0, x_u8.shape[0], batch_size):
-        xb = normalize(x_u8[i:i + batch_size], mean, std)
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        yb = y[i:i + batch_size]
-        with autocast(device, amp):
-            logits = model(xb)["logits"].float()
-        loss += F.cross_entropy(logits, yb, reduction="sum").double()
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices
-        correct1 += (top[:, 0] == yb).sum()
-        correct5 += (top == yb[:, None]).any(dim=1).sum()
+    n = x_u8.shape[0]
+    with Stage(f"evaluating {n:,} images", n, unit="images", transient=True, line=False, delay=2.0) as bar:
+        for i in range(0, n, batch_size):
+            xb = normalize(x_u8[i:i + batch_size], mean, std)
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yb = y[i:i + batch_size]
+            with autocast(device, amp):
+                logits = model(xb)["logits"].float()
+            loss += F.cross_entropy(logits, yb, reduction="sum").double()
+            k = min(5, logits.shape[1])
+            top = logits.topk(k, dim=1).indices
+            correct1 += (top[:, 0] == yb).sum()
+            correct5 += (top == yb[:, None]).any(dim=1).sum()
+            bar.advance(yb.shape[0])
     model.train(was)
-    n = max(1, x_u8.shape[0])
+    n = max(1, n)
     return {"top1": 100.0 * correct1.item() / n, "top5": 100.0 * correct5.item() / n, "loss": loss.item() / n}

@@ -30,6 +30,7 @@ import torch
 from ..data.augment import CropFlipParams, apply_crop_flip
 from ..data.pipeline import normalize
 from ..errors import AkdError, ConfigError
+from ..progress import Stage
 from .checkpoint import atomic_write_with, load_checkpoint, weights_digest
 from .device import autocast
 
@@ -81,9 +82,10 @@ class TeacherViewCache:
     def build(cls, teacher: torch.nn.Module, x_u8: torch.Tensor, *, pad: int, flip: bool, mean, std, sources,
               device: torch.device, amp: str = "auto", batch_size: int = 1024, channels_last: bool = False,
               store: str | Path | None = None, save: bool = True,
-              log: Callable[[str], None] | None = None) -> "TeacherViewCache":
+              log: Callable[[str], None] | None = None, progress: bool | None = None) -> "TeacherViewCache":
         """Run the teacher once over every view of every image, or reuse the in-process copy or the file
-        ``<store>/<key>.pt`` (written after a build when ``store`` is given and ``save``: rank 0 only under DDP)."""
+        ``<store>/<key>.pt`` (written after a build when ``store`` is given and ``save``: rank 0 only under DDP).
+        ``progress``: show the build's progress (None: as the caller's scope says, :func:`akd.progress.display`)."""
         if not isinstance(x_u8, torch.Tensor):  # e.g. an image folder streamed from files (random-resized crops)
             raise ConfigError("--teacher-cache needs an in-memory data set (its views are the pad-crop/flip grid); "
                               "this one streams from files: drop --teacher-cache")
@@ -98,7 +100,7 @@ class TeacherViewCache:
                 _MEMORY[key] = cache
                 return cache
         cache = cls._compute(teacher, x_u8, pad=pad, flip=flip, mean=mean, std=std, sources=sources, device=device, amp=amp,
-                             batch_size=batch_size, channels_last=channels_last, log=log)
+                             batch_size=batch_size, channels_last=channels_last, progress=progress)
         _MEMORY[key] = cache
         if path is not None and save:
             cache._save(path, key, log)
@@ -135,32 +137,34 @@ class TeacherViewCache:
     @classmethod
     def _compute(cls, teacher: torch.nn.Module, x_u8: torch.Tensor, *, pad: int, flip: bool, mean, std, sources,
                  device: torch.device, amp: str, batch_size: int, channels_last: bool,
-                 log: Callable[[str], None]) -> "TeacherViewCache":
+                 progress: bool | None = None) -> "TeacherViewCache":
         teacher.eval()
         x_u8 = x_u8.to(device)
         n = x_u8.shape[0]
         side, flips = 2 * pad + 1, (2 if flip else 1)
         tables: dict[str, torch.Tensor] = {}
-        for dy in range(side):
-            for dx in range(side):
-                for f in range(flips):
-                    v = (dy * side + dx) * flips + f
-                    for i in range(0, n, batch_size):
-                        xb = x_u8[i:i + batch_size]
-                        b = xb.shape[0]
-                        p = CropFlipParams(torch.full((b,), dy, device=device), torch.full((b,), dx, device=device),
-                                           torch.full((b,), bool(f), device=device))
-                        x = normalize(apply_crop_flip(xb, p, pad), mean, std)
-                        if channels_last:
-                            x = x.contiguous(memory_format=torch.channels_last)
-                        with autocast(device, amp):
-                            out = teacher(x)
-                        for s in sources:
-                            o = out[s]
-                            if s not in tables:
-                                tables[s] = torch.empty((n, side * side * flips) + tuple(o.shape[1:]), dtype=o.dtype, device=device)
-                            tables[s][i:i + b, v] = o
-            log(f"teacher cache: building, {100 * (dy + 1) / side:.0f}% of {side * side * flips} views x {n} images")
+        with Stage(f"teacher cache: building {side * side * flips} views x {n} images", side * side * flips * n,
+                   unit="forwards", enabled=progress) as bar:
+            for dy in range(side):
+                for dx in range(side):
+                    for f in range(flips):
+                        v = (dy * side + dx) * flips + f
+                        for i in range(0, n, batch_size):
+                            xb = x_u8[i:i + batch_size]
+                            b = xb.shape[0]
+                            p = CropFlipParams(torch.full((b,), dy, device=device), torch.full((b,), dx, device=device),
+                                               torch.full((b,), bool(f), device=device))
+                            x = normalize(apply_crop_flip(xb, p, pad), mean, std)
+                            if channels_last:
+                                x = x.contiguous(memory_format=torch.channels_last)
+                            with autocast(device, amp):
+                                out = teacher(x)
+                            for s in sources:
+                                o = out[s]
+                                if s not in tables:
+                                    tables[s] = torch.empty((n, side * side * flips) + tuple(o.shape[1:]), dtype=o.dtype, device=device)
+                                tables[s][i:i + b, v] = o
+                            bar.advance(b)
         return cls(tables, pad, flip)
 
 

@@ -28,6 +28,7 @@ import torch
 from ..errors import AkdError, ConfigError, TrainingDiverged
 from ..models import create_model
 from ..objective import Objective, build_objective
+from ..progress import display
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, weights_digest, write_json
 from .config import RunConfig
 from .metrics import Accumulator, evaluate
@@ -118,7 +119,8 @@ def build_context(cfg: RunConfig, *, log: Callable[[str], None] = print, teacher
     cfg.validate()
     device = resolve_device(cfg.device)
     objective = build_objective(cfg.objective)
-    ds = check_data_and_teacher(cfg, data)  # batch size, taps, step memory: before any teacher is trained
+    with display(progress):  # a download shows progress unless the caller is quiet
+        ds = check_data_and_teacher(cfg, data)  # batch size, taps, step memory: before any teacher is trained
     in_ch = ds.in_shape[0]
     torch.manual_seed(stream_seed(cfg.seeds()["init"], STREAM_INIT))
     student = create_model(cfg.student, num_classes=ds.num_classes, in_channels=in_ch)
