@@ -101,3 +101,18 @@ def test_data_downloads_honour_akd_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("AKD_DATA_DIR", raising=False)
     assert tmp_path / "c" / "cifar-100" in search_dirs("cifar-100")
     assert teacher_cache_root() == tmp_path / "c"
+
+
+def long_functions(folder: Path, limit: int) -> list[str]:
+    """``file:function (lines)`` for every function or method in ``folder``'s modules longer than ``limit`` lines."""
+    out = []
+    for f in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > limit:
+                out.append(f"{f.name}:{node.name} ({node.end_lineno - node.lineno + 1})")
+    return out
+
+
+def test_no_function_in_the_engine_is_over_60_lines():
+    """The engine reads in screens: every function fits one (issue 13)."""
+    assert long_functions(AKD / "engine", 60) == []

@@ -409,72 +409,102 @@ def train_distributed(cfg: RunConfig, out: str | Path, *, resume: bool = False, 
 
 def _train_rank(cfg, out, rank, world, device, backend, control, *, resume, force, progress, log, opts, data,
                 stop_after_steps):
+    """Phase 1: rank 0 validates the run folder, resolves (trains) the teacher and commits the folder while the others
+    wait for its message; phase 2: every rank trains its shard (:func:`_train_shard`)."""
+    from . import trainer as T
+
+    rd = T.RunDir(out)
+    ctx, msg, error = None, None, None
+    if rank == 0:
+        try:
+            msg, ctx = _plan_run(cfg, rd, world, device, resume=resume, force=force, progress=progress, log=log,
+                                 opts=opts, data=data)
+        except Exception as e:  # noqa: BLE001 - told to the other ranks (they would wait for rank 0 forever), then raised here
+            error, msg = e, {"error": (type(e).__name__, str(e), getattr(e, "exit_code", 2))}
+    msg = _agree(msg, error, rank, control)
+    if "finished" in msg:
+        return msg["finished"]
+    if rank != 0:
+        cfg = config_from_dict(msg["config"])
+        cfg.device = str(device)
+        ctx = T.build_context(cfg, log=_quiet, data=data, progress=False)
+    return _train_shard(ctx, rd, rank, world, device, backend, control, DistOptions(**msg["opts"]),
+                        progress=progress, log=log, stop_after_steps=stop_after_steps)
+
+
+def _quiet(message: str) -> None:
+    """The log of the ranks that print nothing."""
+
+
+def _check_sync_bn(opts: DistOptions, device: torch.device) -> None:
+    if opts.sync_bn and device.type != "cuda":
+        raise ConfigError("sync_bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel)")
+
+
+def _plan_run(cfg, rd, world, device, *, resume, force, progress, log, opts, data) -> tuple[dict[str, Any], Any]:
+    """Rank 0's phase 1: the message for the other ranks (``finished``: the summary of a finished run read back;
+    else the run's ``config`` and ``opts``) and rank 0's training context (None for a finished run)."""
+    from . import trainer as T
+
+    cfg = rd.resolve(cfg, resume=resume, force=force)
+    cfg.device = str(device)
+    prev = rd.read_summary()
+    same = bool(rd.read_config()) and not force and rd.holds(cfg)
+    if prev and prev.get("status") == "finished" and same:
+        log(f"{rd.path}: already finished (last {prev['last_acc']:.2f}%, best {prev['best_acc']:.2f}%)")
+        return {"finished": prev}, None
+    before = ((prev or {}).get("distributed") or {"world_size": 1}) if same and rd.checkpoint.exists() else None
+    opts = _continued_options(opts, before, world, log)
+    _check_sync_bn(opts, device)
+    check_world(cfg, world, opts)
+    ctx = T.build_context(cfg, log=log, data=data, progress=progress)
+    rd.commit(cfg, force=force)
+    return {"config": cfg.to_dict(), "opts": dataclasses.asdict(opts)}, ctx
+
+
+def _continued_options(opts: DistOptions, before: dict[str, Any] | None, world: int, log: Callable[[str], None]) -> DistOptions:
+    """The options of the run; ``before``: the ``distributed`` record of the run being continued (None: a new run),
+    whose choices fill the options left unset.  A changed choice or world size is logged."""
+    opts = opts.resolved(before)
+    if before is None:
+        return opts
+    changed = {k: v for k, v in dataclasses.asdict(opts).items() if k in before and before[k] != v}
+    if changed:
+        log("note: the run being resumed was trained with " + ", ".join(f"{k}={before[k]}" for k in changed)
+            + "; continuing with " + ", ".join(f"{k}={v}" for k, v in changed.items()))
+    if before["world_size"] != world:
+        log(f"resuming a checkpoint of {before['world_size']} process(es) with {world}")
+    return opts
+
+
+def _agree(msg: dict[str, Any] | None, error: Exception | None, rank: int, control: Any) -> dict[str, Any]:
+    """Rank 0's phase-1 message on every rank; an error on rank 0 is raised on every rank."""
+    box: list[Any] = [msg if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0, group=control)
+    if error is not None:
+        raise error
+    agreed: dict[str, Any] = box[0]
+    if "error" in agreed:
+        raise _rebuild_error(*agreed["error"])
+    return agreed
+
+
+def _train_shard(ctx, rd, rank, world, device, backend, control, opts: DistOptions, *, progress, log,
+                 stop_after_steps) -> dict[str, Any]:
+    """Phase 2: this rank trains its shard; the lane asks this rank's runtime (rows, relations, means, stops, writes)."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from . import trainer as T
 
-    quiet = lambda m: None
-    rd = T.RunDir(out)
-    # phase 1: rank 0 validates, resolves/trains the teacher and commits the run directory; the others wait
-    msg: dict[str, Any]
-    ctx = None
-    error: Exception | None = None
-    if rank == 0:
-        try:
-            cfg = rd.resolve(cfg, resume=resume, force=force)
-            cfg.device = str(device)
-            prev = rd.read_summary()
-            stored = rd.read_config()
-            same = bool(stored) and not force and rd.holds(cfg)
-            if prev and prev.get("status") == "finished" and same:
-                log(f"{rd.path}: already finished (last {prev['last_acc']:.2f}%, best {prev['best_acc']:.2f}%)")
-                msg = {"finished": prev}
-            else:
-                continuing = same and rd.checkpoint.exists()
-                before = ((prev or {}).get("distributed") or {"world_size": 1}) if continuing else None
-                opts = opts.resolved(before)
-                changed = {k: v for k, v in dataclasses.asdict(opts).items() if before and k in before and before[k] != v}
-                if changed:
-                    log("note: the run being resumed was trained with " + ", ".join(f"{k}={before[k]}" for k in changed)
-                        + "; continuing with " + ", ".join(f"{k}={v}" for k, v in changed.items()))
-                if continuing and before["world_size"] != world:
-                    log(f"resuming a checkpoint of {before['world_size']} process(es) with {world}")
-                if opts.sync_bn and device.type != "cuda":
-                    raise ConfigError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel)")
-                check_world(cfg, world, opts)
-                ctx = T.build_context(cfg, log=log, data=data, progress=progress)
-                rd.commit(cfg, force=force)
-                msg = {"config": cfg.to_dict(), "opts": dataclasses.asdict(opts)}
-        except Exception as e:  # noqa: BLE001 - told to the other ranks (they would wait for rank 0 forever), then raised here
-            error = e
-            msg = {"error": (type(e).__name__, str(e), getattr(e, "exit_code", 2))}
-        box = [msg]
-        dist.broadcast_object_list(box, src=0, group=control)
-        if error is not None:
-            raise error
-    else:
-        box = [None]
-        dist.broadcast_object_list(box, src=0, group=control)
-        msg = box[0]
-        if "error" in msg:
-            raise _rebuild_error(*msg["error"])
-    if "finished" in msg:
-        return msg["finished"]
-    opts = DistOptions(**msg["opts"])
-    if rank != 0:
-        cfg = config_from_dict(msg["config"])
-        cfg.device = str(device)
-        ctx = T.build_context(cfg, log=quiet, data=data, progress=False)
-    # phase 2: every rank trains its shard; the lane asks this rank's runtime (rows, relations, means, stops, writes)
-    rt = Runtime(rank, world, device, opts, dist.group.WORLD, control, backend, cfg.batch_size // world)
+    rt = Runtime(rank, world, device, opts, dist.group.WORLD, control, backend, ctx.cfg.batch_size // world)
     if opts.sync_bn:
         ctx.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(ctx.student)
-    lane = T.Lane(ctx, rd, log if rank == 0 else quiet, rt=rt)
+    say = log if rank == 0 else _quiet
+    lane = T.Lane(ctx, rd, say, rt=rt)
     find_unused = "logits" not in ctx.objective.student_sources()
     ddp = DDP(ctx.student, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused)
-    lane.fwd = torch.compile(ddp) if cfg.compile else ddp
-    summary = T._run_lanes([lane], progress=progress and rank == 0, log=log if rank == 0 else quiet,
-                           stop_after_steps=stop_after_steps)[0]
+    lane.fwd = torch.compile(ddp) if ctx.cfg.compile else ddp
+    summary = T._run_lanes([lane], progress=progress and rank == 0, log=say, stop_after_steps=stop_after_steps)[0]
     if lane.status == "failed":
         raise TrainingDiverged(lane.summary["reason"])
     return summary
@@ -524,19 +554,9 @@ def launch(nproc: int, cfg: RunConfig, out: str | Path, *, resume: bool = False,
     stop at the next step).  A rank's AkdError is re-raised here with its message and exit code; when one rank
     fails the others are terminated after ``grace_s`` seconds."""
     opts = opts or DistOptions()
-    if nproc < 1:
-        raise ConfigError(f"--nproc {nproc}: must be >= 1")
-    if torchrun_world() is not None:
-        raise ConfigError("--nproc launches its own processes; under torchrun leave it out")
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and nproc > torch.cuda.device_count():
-        raise ConfigError(f"--nproc {nproc}: only {torch.cuda.device_count()} GPU(s) visible (one process per GPU)")
-    if opts.sync_bn and device.type != "cuda":
-        raise ConfigError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel)")
+    _check_launch(nproc, cfg, opts, resume)
     if threads is None:  # like torchrun's OMP_NUM_THREADS, but sharing the machine's cores among the ranks
         threads = max(1, (os.cpu_count() or 1) // nproc)
-    if not resume:  # on --resume the stored config (rank 0 checks it) replaces the flags
-        check_world(cfg, nproc, opts)
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
     mp = multiprocessing.get_context("spawn")
     queue = mp.SimpleQueue()
@@ -544,6 +564,27 @@ def launch(nproc: int, cfg: RunConfig, out: str | Path, *, resume: bool = False,
                         args=(r, nproc, env, cfg.to_dict(), str(out), resume, force, progress and r == 0,
                               dataclasses.asdict(opts), threads, stop_after_steps, queue))
              for r in range(nproc)]
+    return _outcome(_supervise(procs, queue, grace_s), procs)
+
+
+def _check_launch(nproc: int, cfg: RunConfig, opts: DistOptions, resume: bool) -> None:
+    """What :func:`launch` refuses before starting a process."""
+    if nproc < 1:
+        raise ConfigError(f"nproc={nproc}: must be >= 1")
+    if torchrun_world() is not None:
+        raise ConfigError(f"nproc={nproc} starts its own processes, but this one already runs under torchrun "
+                          "(RANK/WORLD_SIZE set): torchrun starts the ranks")
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and nproc > torch.cuda.device_count():
+        raise ConfigError(f"nproc={nproc}: only {torch.cuda.device_count()} GPU(s) visible (one process per GPU)")
+    _check_sync_bn(opts, device)
+    if not resume:  # a resumed run's stored config (rank 0 checks it) replaces the given one
+        check_world(cfg, nproc, opts)
+
+
+def _supervise(procs: list[Any], queue: Any, grace_s: float) -> dict[int, tuple[str, Any, int]]:
+    """Start the ranks and wait for all of them (the others terminated ``grace_s`` after one fails), SIGINT/SIGTERM
+    forwarded to them; returns their reports ``{rank: (kind, payload, exit code)}``."""
     results: dict[int, tuple[str, Any, int]] = {}
 
     def drain():
@@ -551,6 +592,25 @@ def launch(nproc: int, cfg: RunConfig, out: str | Path, *, resume: bool = False,
             r, kind, payload, code = queue.get()
             results[r] = (kind, payload, code)
 
+    old = _forward_signals(procs)
+    try:
+        for p in procs:
+            p.start()
+        _wait_for_ranks(procs, drain, grace_s)
+        drain()
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        for p in procs:
+            if p.exitcode is None and p.pid is not None:
+                p.kill()
+                p.join()
+    return results
+
+
+def _forward_signals(procs: list[Any]) -> dict[int, Any]:
+    """SIGINT/SIGTERM to this process become SIGTERM to every running rank (in the main thread only, where Python
+    allows handlers); returns the handlers replaced."""
     def forward(signum, frame):
         for p in procs:
             if p.pid is not None and p.exitcode is None:
@@ -563,45 +623,44 @@ def launch(nproc: int, cfg: RunConfig, out: str | Path, *, resume: bool = False,
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             old[sig] = signal.signal(sig, forward)
-    try:
-        for p in procs:
-            p.start()
-        failed_at = None
-        while True:
-            drain()
-            codes = [p.exitcode for p in procs]
-            if all(c is not None for c in codes):
-                break
-            if failed_at is None and any(c not in (None, 0) for c in codes):
-                failed_at = time.monotonic()
-            if failed_at is not None and time.monotonic() - failed_at > grace_s:
-                for p in procs:
-                    if p.exitcode is None:
-                        p.terminate()
-                for p in procs:
-                    p.join(5)
-                    if p.exitcode is None:
-                        p.kill()
-                        p.join()
-                break
-            time.sleep(0.05)
+    return old
+
+
+def _wait_for_ranks(procs: list[Any], drain: Callable[[], None], grace_s: float) -> None:
+    """Until every rank has exited, reading reports as they come; ``grace_s`` after the first failure the ranks still
+    running are terminated (then killed)."""
+    failed_at = None
+    while True:
         drain()
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-        for p in procs:
-            if p.exitcode is None and p.pid is not None:
-                p.kill()
-                p.join()
+        codes = [p.exitcode for p in procs]
+        if all(c is not None for c in codes):
+            return
+        if failed_at is None and any(c not in (None, 0) for c in codes):
+            failed_at = time.monotonic()
+        if failed_at is not None and time.monotonic() - failed_at > grace_s:
+            for p in procs:
+                if p.exitcode is None:
+                    p.terminate()
+            for p in procs:
+                p.join(5)
+                if p.exitcode is None:
+                    p.kill()
+                    p.join()
+            return
+        time.sleep(0.05)
+
+
+def _outcome(results: dict[int, tuple[str, Any, int]], procs: list[Any]) -> dict[str, Any]:
+    """Rank 0's summary when it finished, else the most telling error raised: an AkdError (rank 0's first), else the
+    first crash."""
     if results.get(0, ("",))[0] == "ok":  # rank 0 finished and wrote the run (a late signal may have hit the others)
         return results[0][1]
-    # the most telling error: an AkdError (rank 0's first), else the first crash
     ranked = sorted(results.items(), key=lambda kv: (kv[1][0] in ("ok", "crash"), kv[0]))
     for r, (kind, payload, code) in ranked:
         if kind == "ok":
             continue
         if kind == "crash":
-            raise AkdError(f"rank {r} of {nproc} failed: {payload}")
+            raise AkdError(f"rank {r} of {len(procs)} failed: {payload}")
         raise _rebuild_error(kind, payload, code)
     codes = ", ".join(f"rank {i}: {p.exitcode}" for i, p in enumerate(procs))
     raise AkdError(f"distributed run failed (exit codes {codes})")
