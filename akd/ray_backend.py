@@ -2,7 +2,7 @@
 
 Every group of cells that :func:`akd.experiment.run_grid` would train in one local process (one
 (cell, seed) run, or the runs of a seed sharing their teacher) becomes one Ray task running the same
-worker function (:func:`akd.experiment._run_group`), with ``num_gpus=1`` when the cluster has GPUs
+worker function (:func:`akd.experiment.runners._run_group`), with ``num_gpus=1`` when the cluster has GPUs
 (the task then sees exactly one GPU as ``cuda``) and ``num_cpus=1`` otherwise (one torch thread).
 A teacher that has to be trained is trained by a Ray task too (once per distinct teacher, before
 the cells).  The driver keeps everything else: validation before anything is written, the

@@ -5,7 +5,7 @@ import pytest
 
 from akd.engine import RunConfig
 from akd.engine.teacher import teacher_dir
-from akd.experiment import Grid, resolve_shared_teacher
+from akd.experiment import Grid, resolve_shared_teacher, run_config
 
 BASE = RunConfig(dataset="synthetic(n=64,test_n=16,classes=4,size=8,channels=1)", student="cnn_tiny", teacher="cnn_small",
                  objective="kd", epochs=1, batch_size=16)
@@ -20,8 +20,9 @@ def teachers_trained(axes: dict) -> tuple[list[RunConfig], list[str]]:
         return f"/teachers/{len(asked)}/model.pt"
 
     cells = Grid(BASE, axes, [0]).validate().cells()
-    resolve_shared_teacher(BASE, cells, lambda m: None, False, train_teacher=train_teacher)
-    return asked, [c.config.teacher_ckpt for c in cells]
+    teachers = resolve_shared_teacher(BASE, cells, lambda m: None, False, train_teacher=train_teacher)
+    assert all(c.config.teacher == "cnn_small" and c.config.teacher_ckpt is None for c in cells)  # cells not rewritten
+    return asked, [run_config(c, 0, teachers).teacher_ckpt for c in cells]
 
 
 @pytest.mark.parametrize("axis, values", [("weight_decay", [5e-4, 1e-3]), ("momentum", [0.9, 0.8]), ("nesterov", [False, True]),
