@@ -274,7 +274,7 @@ def apply_overrides(cfg, overrides: dict[str, Any]):
 
 
 #: run-config keys whose flag is not the key with dashes
-FLAG_OF = {"loggers": "logger"}
+FLAG_OF = {"loggers": "logger", "teacher_lr": "lr", "teacher_seed": "seed"}  # the last two: akd teacher's flags
 
 
 def refuse_set_keys(keys: dict[str, str]) -> None:
@@ -366,6 +366,9 @@ def objective_from_flags(fl: dict[str, Any]) -> Any:
     term = {k: fl[k] for k in TERM_FLAGS if fl.get(k) is not None}
     ce_weight = fl.get("ce_weight")
     if method is None:
+        if not term and ce_weight is not None:
+            raise ConfigError(f"--ce-weight {ce_weight:g} would be ignored: it weighs the CE term of --method's preset or of a "
+                              "term built from --affinity/--norm/--loss; give one of them")
         if not term:
             return None
         _check_new_term(term)

@@ -153,6 +153,8 @@ def test_term_flags_change_the_one_distillation_term_and_ce_weight():
      "unreliable=none (the quantile is joint-entropy's and discrepancy's; add --unreliable joint-entropy or --unreliable discrepancy)"),
     (["--redundant", "both", "--quantile", "0.8"], "--redundant/--quantile without --method build a new term, which needs "
      "--loss too (e.g. --loss mse); to change a preset's term, give --method too"),
+    (["--ce-weight", "0.5"], "--ce-weight 0.5 would be ignored: it weighs the CE term of --method's preset or of a term "
+     "built from --affinity/--norm/--loss; give one of them"),
     (["--method", "vrm", "--unreliable", "sometimes"], "unknown unreliable-edge pruning 'sometimes'; valid choices: "
      "discrepancy, joint-entropy, none, threshold"),
 ])
@@ -177,6 +179,8 @@ def test_term_flags_refused_in_one_line(args, message, tmp_path, monkeypatch):
      "--set epochs would be ignored: --import measures a trained teacher's accuracy; it trains nothing"),
     (["teacher", "--model", "cnn_small", "--epochs", "2", "--teacher-epochs", "3"],
      "--epochs and --teacher-epochs both set the teacher's epochs; give one of them"),
+    (["teacher", "--model", "cnn_small", "--seed", "1", "--set", "teacher_seed=2"],
+     "--set teacher_seed and --seed both set 'teacher_seed'; give one of them"),
     (["teacher", "--model", "cnn_small", "--student", "cnn_tiny"],
      "give the teacher model once (--model cnn_small), not also as --teacher/--student"),
 ])
