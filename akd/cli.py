@@ -41,7 +41,9 @@ def _fail(e: BaseException, message: str | None = None, code: int | None = None)
     """Print ONE line (the traceback too with --debug) and exit."""
     if State.debug:
         traceback.print_exc()
-    text = " ".join(str(message if message is not None else e).split("\n")).strip() or type(e).__name__
+    if message is None:
+        message = e.cli_message if isinstance(e, AkdError) else str(e)
+    text = " ".join(str(message).split("\n")).strip() or type(e).__name__
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # a \r or \x1b in a user's value stays visible
     click.echo(f"error: {text}", err=True)
     _exit(code if code is not None else getattr(e, "exit_code", 2))

@@ -13,9 +13,32 @@ from typing import Iterable
 
 
 class AkdError(Exception):
-    """Base class of user-facing errors (exit code 2 on the CLI)."""
+    """Base class of user-facing errors (exit code 2 on the CLI).
+
+    ``str(e)`` is phrased for Python callers (keyword arguments such as ``resume=True``); where the advice
+    differs on the command line, ``cli`` holds the same message phrased with the flags (``--resume``), which
+    the CLI prints instead (:attr:`cli_message`).
+    """
 
     exit_code = 2
+
+    def __init__(self, *args: object, cli: str | None = None):
+        super().__init__(*args)
+        self.cli = cli
+
+    def __reduce__(self):  # keep ``cli`` when the error crosses a process boundary (grid workers, Ray)
+        return _rebuild, (type(self), self.args, self.cli)
+
+    @property
+    def cli_message(self) -> str:
+        """The message the command line shows: ``cli`` when given, else the API message."""
+        return self.cli if self.cli is not None else str(self)
+
+
+def _rebuild(cls: type[AkdError], args: tuple, cli: str | None) -> AkdError:
+    e = cls(*args)
+    e.cli = cli
+    return e
 
 
 class ConfigError(AkdError, ValueError):

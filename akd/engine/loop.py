@@ -269,7 +269,8 @@ class SharedLoop:
         self.bar.close()
         where = self.lanes[0].rd.path if len(self.lanes) == 1 else "the grid directory"
         at = f"at epoch {epoch + 1} step {done}" if done else f"after epoch {epoch + 1}"
-        raise RunInterrupted(f"{reason}: stopped {at} with a checkpoint; resume with --resume --out {where}")
+        raise RunInterrupted(f"{reason}: stopped {at} with a checkpoint; resume=True continues it ({where})",
+                             cli=f"{reason}: stopped {at} with a checkpoint; resume with --resume --out {where}")
 
     def end_epoch(self, epoch: int, active: list[Any], wall: float, stopping: str | None) -> None:
         for ln in self.healthy(active):

@@ -53,7 +53,8 @@ class RunDir:
         while not anc.exists() and anc != anc.parent:
             anc = anc.parent
         if anc.exists() and (not anc.is_dir() or not os.access(anc, os.W_OK | os.X_OK)):
-            raise ConfigError(f"--out {self.path}: not writable ({anc} is {'not a folder' if not anc.is_dir() else 'read-only'})")
+            why = f"not writable ({anc} is {'not a folder' if not anc.is_dir() else 'read-only'})"
+            raise ConfigError(f"run folder {self.path}: {why}", cli=f"--out {self.path}: {why}")
         stored = self.read_config()
         started = self.summary.exists() or self.checkpoint.exists()
         if stored is not None and started:
@@ -62,13 +63,14 @@ class RunDir:
                 keep = {k: getattr(cfg, k) for k in RESUME_FROM_CALLER}
                 cfg = config_from_dict({**stored["config"], **keep}, where=str(self.config))
             elif not same and not force:
+                held = f"{self.path} already holds a different run ({stored.get('name', '?')})"
                 raise ConfigError(
-                    f"--out {self.path} already holds a different run ({stored.get('name', '?')}); "
-                    "use --resume to continue it, --force to overwrite it, or another --out"
-                )
+                    f"run folder {held}; pass resume=True to continue it, force=True to overwrite it, or another folder",
+                    cli=f"--out {held}; use --resume to continue it, --force to overwrite it, or another --out")
         elif stored is None and self.path.is_dir() and any(p.name != ".akd-write-test" for p in self.path.iterdir()) and not force:
             foreign = [p.name for p in self.path.iterdir()][:3]
-            raise ConfigError(f"--out {self.path} is not empty and holds no akd run ({', '.join(foreign)}); use --force or another --out")
+            held = f"{self.path} is not empty and holds no akd run ({', '.join(foreign)})"
+            raise ConfigError(f"run folder {held}; pass force=True or another folder", cli=f"--out {held}; use --force or another --out")
         return cfg
 
     def holds(self, cfg: RunConfig) -> bool:
@@ -81,7 +83,8 @@ class RunDir:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"--out {self.path}: not writable ({e.strerror or e})") from None
+            why = f"not writable ({e.strerror or e})"
+            raise ConfigError(f"run folder {self.path}: {why}", cli=f"--out {self.path}: {why}") from None
         stored = self.read_config()
         if force or (stored is not None and not same_result(stored.get("config") or {}, cfg, self.stored_terms())):
             for p in (self.metrics, self.summary, self.checkpoint, self.model):
@@ -105,5 +108,7 @@ def check_same_teacher(rd: RunDir, prev: dict[str, Any], digest: str | None) -> 
     """A started run is continued or read back only with the teacher weights it was trained with."""
     was = prev.get("teacher_digest")
     if was and digest and was != digest:
-        raise ConfigError(f"--out {rd.path} holds a run trained with other teacher weights (teacher {was}, now {digest}: "
-                          "the checkpoint was replaced or retrained); use --force to redo it, or another --out")
+        held = (f"{rd.path} holds a run trained with other teacher weights (teacher {was}, now {digest}: "
+                "the checkpoint was replaced or retrained)")
+        raise ConfigError(f"run folder {held}; pass force=True to redo it, or another folder",
+                          cli=f"--out {held}; use --force to redo it, or another --out")

@@ -208,7 +208,8 @@ class Lane:
                 self.opt.load_state_dict(st["optimizer"])
                 self.sched.load_state_dict(st["scheduler"])
             except (RuntimeError, KeyError, ValueError) as e:
-                raise AkdError(f"checkpoint {rd.checkpoint} does not match this run ({type(e).__name__}); use --force to start over") from None
+                bad = f"checkpoint {rd.checkpoint} does not match this run ({type(e).__name__})"
+                raise AkdError(f"{bad}; force=True starts over", cli=f"{bad}; use --force to start over") from None
             self.start = (st["epoch"], st["step"])
             self.history, self.best, self.elapsed = st["history"], st["best"], st["elapsed"]
             self.acc_state = st.get("accum")

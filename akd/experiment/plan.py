@@ -140,8 +140,10 @@ def stale_runs(tasks: list[Task], out: Path, force: bool) -> dict[str, tuple[str
     stale = {str(d): (name, seed, diff) for name, seed, d, diff in _stale_runs(tasks)}
     if stale and not force:
         name, seed, diff = next(iter(stale.values()))
-        raise ConfigError(f"--out {out} holds {len(stale)} run(s) of another config than this grid (e.g. {name} seed {seed}: "
-                          f"{diff or 'other settings'}); use --force to redo them, or another --out")
+        held = (f"{out} holds {len(stale)} run(s) of another config than this grid (e.g. {name} seed {seed}: "
+                f"{diff or 'other settings'})")
+        raise ConfigError(f"grid folder {held}; pass force=True to redo them, or another folder",
+                          cli=f"--out {held}; use --force to redo them, or another --out")
     return stale
 
 

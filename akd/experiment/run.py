@@ -63,7 +63,8 @@ def _prepare(grid: Grid, out: Path, cells: list[Cell], train_teacher: Callable |
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"--out {out}: cannot create ({e.strerror or e})") from None
+        raise ConfigError(f"grid folder {out}: cannot create ({e.strerror or e})",
+                          cli=f"--out {out}: cannot create ({e.strerror or e})") from None
     for c in cells:
         if c.skipped:
             log(f"skip {c.name}: {c.skipped}")
