@@ -40,3 +40,14 @@ def test_an_axis_that_changes_the_teacher_recipe_trains_one_teacher_per_value(ax
 def test_an_axis_that_leaves_the_teacher_alone_shares_one_teacher(axis, values):
     asked, ckpts = teachers_trained({axis: values})
     assert len(asked) == 1 and len(set(ckpts)) == 1
+
+
+def test_teacher_recipe_never_reads_the_teacher_cache_and_keeps_its_folder():
+    """A teacher has no teacher: its config drops teacher_cache (it printed "teacher cache not used" when a
+    --teacher-cache run trained its teacher), and the cache folder's name does not depend on it."""
+    from akd.engine.teacher import teacher_config
+
+    base = RunConfig(dataset="synthetic(n=64,classes=4)", student="cnn_tiny", teacher="cnn_small", objective="kd")
+    cached = RunConfig(**{**base.to_dict(), "teacher_cache": True})
+    assert teacher_config(cached).teacher_cache is False
+    assert teacher_dir(cached) == teacher_dir(base)

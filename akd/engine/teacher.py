@@ -26,9 +26,9 @@ from ..paths import cache_root
 
 
 def teacher_config(cfg: RunConfig) -> RunConfig:
-    """The run config that trains ``cfg.teacher`` (plain CE, the teacher recipe)."""
+    """The run config that trains ``cfg.teacher`` (plain CE, the teacher recipe; no teacher cache: it has no teacher)."""
     return dataclasses.replace(
-        cfg, student=cfg.teacher, teacher=None, teacher_ckpt=None, objective="ce",
+        cfg, student=cfg.teacher, teacher=None, teacher_ckpt=None, objective="ce", teacher_cache=False,
         epochs=cfg.teacher_epochs or cfg.epochs, lr=cfg.teacher_lr, seed=cfg.teacher_seed,
         init_seed=None, data_seed=None, view_seed=None, teacher_epochs=None, teacher_lr=None, milestones=None,
     )
