@@ -885,3 +885,18 @@ def test_engine_level_bad_input_does_not_block_the_corrected_run(tmp_path):
         train(bad, d, progress=False)
     good = RunConfig(dataset=SYN, student="cnn_tiny", objective="ce", epochs=1, batch_size=32)
     assert train(good, d, progress=False)["status"] == "finished"
+
+
+def test_interrupted_grid_says_to_run_the_same_command_again(tmp_path, teacher_ckpt):
+    """A grid's students stop together; its message names the grid's way to continue (not one run's --out)."""
+    out = tmp_path / "g"
+    args = ["grid", "--method", "ce,vrm", "--teacher-ckpt", str(teacher_ckpt), "--dataset", SIGSYN, "--student",
+            "cnn_tiny", "--batch-size", "32", "--epochs", "3", "--quiet", "--out", str(out)]
+    p = spawn(args, tmp_path)
+    wait_for(lambda: any(n_lines(m) >= 1 for m in out.glob("cells/*/seed0/metrics.jsonl")), p)
+    assert p.poll() is None, "the grid ended before the signal"
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    one_line_error(p.returncode, err, "SIGINT", "checkpoints of 2 runs", "run the same command again", exit_code=130)
+    code, _, err = akd(*args[:-2], "--out", str(out))
+    assert code == 0, err

@@ -267,10 +267,13 @@ class SharedLoop:
             if ln.status == "running":
                 ln.mark("interrupted", reason=reason, stopped_at={"epoch": epoch + 1, "step": done})
         self.bar.close()
-        where = self.lanes[0].rd.path if len(self.lanes) == 1 else "the grid directory"
-        at = f"at epoch {epoch + 1} step {done}" if done else f"after epoch {epoch + 1}"
-        raise RunInterrupted(f"{reason}: stopped {at} with a checkpoint; resume=True continues it ({where})",
-                             cli=f"{reason}: stopped {at} with a checkpoint; resume with --resume --out {where}")
+        stopped = f"{reason}: stopped " + (f"at epoch {epoch + 1} step {done}" if done else f"after epoch {epoch + 1}")
+        if len(self.lanes) == 1:
+            where = self.lanes[0].rd.path
+            raise RunInterrupted(f"{stopped} with a checkpoint; resume=True continues it ({where})",
+                                 cli=f"{stopped} with a checkpoint; resume with --resume --out {where}")
+        raise RunInterrupted(f"{stopped} with checkpoints of {len(self.lanes)} runs; running the grid again continues them",
+                             cli=f"{stopped} with checkpoints of {len(self.lanes)} runs; run the same command again to continue")
 
     def end_epoch(self, epoch: int, active: list[Any], wall: float, stopping: str | None) -> None:
         for ln in self.healthy(active):
