@@ -257,15 +257,19 @@ class SharedLoop:
                         images=self.steps_this_call * batch)  # training images (global batch) per second
 
     def interrupt(self, reason: str, epoch: int, done: int, active: list[Any], wall: float) -> None:
-        """Mid-epoch (``done`` steps): checkpoint and mark the healthy active lanes; after an epoch (``done`` = 0, the
-        checkpoints written by :meth:`end_epoch`): mark every running lane.  Then raise :class:`RunInterrupted`."""
+        """Mid-epoch (``done`` steps): checkpoint the healthy active lanes that stepped up to here; after an epoch
+        (``done`` = 0, the checkpoints written by :meth:`end_epoch`) nothing to write.  Every running lane is marked
+        interrupted at its own position (a lane resumed further on than the others: its checkpoint's).  Then raise
+        :class:`RunInterrupted`."""
+        pos = (epoch, done) if done else (epoch + 1, 0)  # where the stepping lanes stand: (0-based epoch, step)
         for ln in self.healthy(active):
-            ln.elapsed += wall
-            ln.save(epoch, done)
-            ln.mark("interrupted", reason=reason, stopped_at={"epoch": epoch + 1, "step": done})
-        for ln in (self.lanes if not done else []):
+            if done and ln.start <= pos:  # stepped up to here (a lane resumed further on keeps its own checkpoint)
+                ln.elapsed += wall
+                ln.save(epoch, done)
+        for ln in self.lanes:
             if ln.status == "running":
-                ln.mark("interrupted", reason=reason, stopped_at={"epoch": epoch + 1, "step": done})
+                e, s = max(pos, ln.start)
+                ln.mark("interrupted", reason=reason, stopped_at={"epoch": e + 1 if s else e, "step": s})
         self.bar.close()
         stopped = f"{reason}: stopped " + (f"at epoch {epoch + 1} step {done}" if done else f"after epoch {epoch + 1}")
         if len(self.lanes) == 1:
