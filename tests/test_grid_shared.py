@@ -29,3 +29,30 @@ def test_grid_file_term_applies_to_a_cell_that_only_has_a_name(tmp_path):
     for c, norm in zip(cells, ["zs", "l2"]):
         terms = c.config.objective["terms"]
         assert terms[0]["loss"] == "ce" and terms[1]["affinity"] == "edge" and terms[1]["norm"] == norm
+
+
+def test_resumed_grid_eta_ignores_runs_read_back_from_disk(tmp_path):
+    """A resumed grid reads its finished runs back in no time: they must not make the ETA look like zero."""
+    base = RunConfig(dataset="synthetic(n=64,test_n=16,classes=4,size=8,channels=1,seed=2)", student="cnn_tiny",
+                     teacher="cnn_small", epochs=1, teacher_epochs=1, batch_size=32, log_every=1000)
+    axes = {"method": ["ce", "kd"]}
+    run_grid(Grid(base, dict(axes), [0]), tmp_path, progress=False, log=lambda m: None, share_teacher=False)
+    lines: list[str] = []
+    run_grid(Grid(base, dict(axes), [0, 1]), tmp_path, progress=False, log=lines.append, share_teacher=False)
+    done = [ln for ln in lines if ln.startswith("[")]
+    assert len(done) == 4
+    # tasks run ce0, ce1, kd0, kd1; ce0 and kd0 are read back.  Before: "[1/4] ... (ETA 0.0 min)"
+    assert done[0].startswith("[1/4] method=ce seed 0") and done[0].endswith("(ETA ?)"), done
+    assert all(" min)" in ln for ln in done[1:]) and done[3].endswith("(ETA 0.0 min)"), done
+
+
+def test_grid_eta_is_the_pace_of_runs_trained_here_times_the_runs_left_to_train(tmp_path):
+    from akd.experiment.tables import LiveResults
+
+    base = RunConfig(dataset="synthetic(n=64,test_n=16,classes=4,size=8,channels=1,seed=2)", student="cnn_tiny")
+    res = LiveResults(tmp_path, Grid(base, {}, [0]), [], total=10, log=print, already={"a", "b", "c", "d"})
+    assert res.eta() == "?"
+    res.trained, res.t0 = 2, res.t0 - 240  # 2 runs trained in 4 min; 10 - 4 read back - 2 = 4 left at 2 min each
+    assert abs(float(res.eta().split()[0]) - 8.0) < 0.2
+    res.trained = 6
+    assert res.eta() == "0.0 min"

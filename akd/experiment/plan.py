@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..engine.config import RunConfig, result_differences
+from ..engine.runs import RunDir
 from ..errors import ConfigError
 from .spec import Cell, Grid
 
@@ -132,6 +133,12 @@ def plan_tasks(grid: Grid, cells: list[Cell], out: Path, teachers: dict[str, str
     """Every runnable cell x seed of the grid, into ``<out>/cells/<cell>/seed<k>/``."""
     return [Task(c, s, run_config(c, s, teachers), out / "cells" / c.slug / f"seed{s}")
             for c in cells if c.config is not None for s in grid.seeds]
+
+
+def finished_before(tasks: list[Task], redo: set[str]) -> set[str]:
+    """The folders of ``tasks`` finished on disk already (read back when the grid runs, not trained again)."""
+    return {str(t.out) for t in tasks
+            if str(t.out) not in redo and (RunDir(t.out).read_summary() or {}).get("status") == "finished"}
 
 
 def stale_runs(tasks: list[Task], out: Path, force: bool) -> dict[str, tuple[str, int, str]]:

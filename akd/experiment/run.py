@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 
 from ..errors import ConfigError
-from .plan import Task, plan_tasks, preflight, resolve_shared_teacher, stale_runs
+from .plan import Task, finished_before, plan_tasks, preflight, resolve_shared_teacher, stale_runs
 from .runners import check_backend, group_tasks, make_runner
 from .spec import Cell, Grid, write_grid_file
 from .tables import LiveResults
@@ -44,7 +44,7 @@ def run_grid(grid: Grid, out: str | Path, *, jobs: int = 1, progress: bool = Tru
                          base_device=grid.base.device, log=log)
     try:
         tasks, redo = _prepare(grid, out, cells, runner.train_teacher, progress=progress, log=log, force=force)
-        results = LiveResults(out, grid, cells, len(tasks), log)
+        results = LiveResults(out, grid, cells, len(tasks), log, already=finished_before(tasks, redo))
         try:
             for g, summs in runner.run(group_tasks(tasks, share_teacher, max_shared), redo):
                 for t, summ in zip(g, summs):

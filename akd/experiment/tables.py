@@ -39,27 +39,47 @@ def _frame(cells: list[Cell], seeds: list[int], rows: dict[tuple[str, int], dict
 
 class LiveResults:
     """A running grid's rows: each finished run logged (with the grid's ETA) and the results files rewritten, so a
-    grid stopped at any point leaves the tables of what it finished."""
+    grid stopped at any point leaves the tables of what it finished.
 
-    def __init__(self, out: Path, grid: Grid, cells: list[Cell], total: int, log: Callable[[str], None]):
+    ``already``: the folders of the runs finished before this process started (read back, not trained).  The ETA
+    is the time per run trained here × the runs still to train; unknown (``?``) until one has been trained here.
+    """
+
+    def __init__(self, out: Path, grid: Grid, cells: list[Cell], total: int, log: Callable[[str], None],
+                 already: set[str] | frozenset[str] = frozenset()):
         self.out, self.grid, self.cells, self.total, self.log = out, grid, cells, total, log
+        self.already = already
         self.rows: dict[tuple[str, int], dict[str, Any]] = {}
+        self.trained = 0
         self.t0 = time.perf_counter()
 
     def record(self, c: Cell, seed: int, run_dir: Path, summ: dict[str, Any]) -> None:
         self.rows[(c.name, seed)] = _row(c, seed, run_dir, summ)
-        done = len(self.rows)
-        eta = (time.perf_counter() - self.t0) / done * (self.total - done)
-        st = summ.get("status")
-        acc = f"last {summ['last_acc']:.2f}% best {summ['best_acc']:.2f}%" if st == "finished" else f"{st}: {summ.get('reason', '')}"
-        self.log(f"[{done}/{self.total}] {c.name} seed {seed}: {acc}  (ETA {eta / 60:.1f} min)")
+        self.trained += str(run_dir) not in self.already
+        self.log(f"[{len(self.rows)}/{self.total}] {c.name} seed {seed}: {_outcome(summ)}  (ETA {self.eta()})")
         self.write()
+
+    def eta(self) -> str:
+        """Minutes left: runs read back from disk take no time and count neither in the pace nor in what is left."""
+        left = self.total - len(self.already) - self.trained
+        if left <= 0:
+            return "0.0 min"
+        if self.trained == 0:
+            return "?"
+        return f"{(time.perf_counter() - self.t0) / self.trained * left / 60:.1f} min"
 
     def write(self) -> pd.DataFrame:
         """results.csv/md/png and curves.png of the rows so far (runs not done yet: ``pending``); the frame."""
         df = _frame(self.cells, self.grid.seeds, self.rows)
         write_results(self.out, df, self.grid, title=self.grid.title)
         return df
+
+
+def _outcome(summ: dict[str, Any]) -> str:
+    st = summ.get("status")
+    if st == "finished":
+        return f"last {summ['last_acc']:.2f}% best {summ['best_acc']:.2f}%"
+    return f"{st}: {summ.get('reason', '')}"
 
 
 def _pm(mean: float, std: float, n: int) -> str:
