@@ -562,6 +562,7 @@ TEACHER_DECIDES = {
     "objective": "a teacher is trained with ce", "lr": "the teacher's lr is teacher_lr (--lr)",
     "seed": "the teacher's seed is teacher_seed (--seed)", "milestones": "a teacher's milestones follow its epochs",
     **{k: "a teacher's seed streams all come from teacher_seed (--seed)" for k in ("init_seed", "data_seed", "view_seed")},
+    **{k: "a teacher is trained with ce, which draws no virtual views" for k in VIEW_FLAGS},
 }
 
 
@@ -594,6 +595,7 @@ def teacher(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt,
         return
     refuse_given({"teacher_ckpt"}, "akd teacher trains a teacher; to add a trained one to the cache, use --import FILE --model MODEL")
     refuse_given({"teacher_cache"}, "a teacher is trained with ce, which reads no teacher outputs")
+    refuse_given(set(VIEW_FLAGS), TEACHER_DECIDES["ra_ops"])
     refuse_set_keys(TEACHER_DECIDES)
     names = [n for n in (model, teacher, student) if n]
     if len(names) > 1:

@@ -1,5 +1,6 @@
 """Which cells of a grid share one teacher: exactly those whose teacher config is the same (issue 13,
-inconsistency 1: the grid's own key used to leave out weight decay, momentum, amp, RandAugment...)."""
+inconsistency 1: the grid's own key used to leave out weight decay, momentum, amp...).  The virtual-view settings
+are not part of a teacher's config: plain CE never draws a virtual view (last test)."""
 
 import pytest
 
@@ -26,8 +27,7 @@ def teachers_trained(axes: dict) -> tuple[list[RunConfig], list[str]]:
 
 
 @pytest.mark.parametrize("axis, values", [("weight_decay", [5e-4, 1e-3]), ("momentum", [0.9, 0.8]), ("nesterov", [False, True]),
-                                          ("lr_decay", [0.1, 0.2]), ("amp", ["auto", "off"]), ("channels_last", ["auto", "off"]),
-                                          ("ra_magnitude", [9, 5])])
+                                          ("lr_decay", [0.1, 0.2]), ("amp", ["auto", "off"]), ("channels_last", ["auto", "off"])])
 def test_an_axis_that_changes_the_teacher_recipe_trains_one_teacher_per_value(axis, values):
     asked, ckpts = teachers_trained({axis: values})
     assert len(asked) == 2 and len(set(ckpts)) == 2
@@ -36,7 +36,8 @@ def test_an_axis_that_changes_the_teacher_recipe_trains_one_teacher_per_value(ax
 
 @pytest.mark.parametrize("axis, values", [("method", ["kd", "rkd"]), ("student", ["cnn_tiny", "cnn_small"]),
                                           ("lr", [0.05, 0.1]), ("log_every", [1, 50]),
-                                          ("checkpoint_every", [1, 2])])
+                                          ("checkpoint_every", [1, 2]), ("ra_magnitude", [9, 5]), ("ra_ops", [2, 1]),
+                                          ("ra_pool", [None, ["rotate"]]), ("view_base", ["crop", "original"])])
 def test_an_axis_that_leaves_the_teacher_alone_shares_one_teacher(axis, values):
     asked, ckpts = teachers_trained({axis: values})
     assert len(asked) == 1 and len(set(ckpts)) == 1
@@ -51,3 +52,25 @@ def test_teacher_recipe_never_reads_the_teacher_cache_and_keeps_its_folder():
     cached = RunConfig(**{**base.to_dict(), "teacher_cache": True})
     assert teacher_config(cached).teacher_cache is False
     assert teacher_dir(cached) == teacher_dir(base)
+
+
+def test_virtual_view_settings_do_not_change_a_ce_run_so_teachers_ignore_them(tmp_path):
+    """The premise of sharing one teacher across RandAugment settings: plain CE (a teacher's objective) draws no
+    virtual view, so its losses, accuracy and weights are the same whatever the view settings say."""
+    import torch
+
+    from akd.cli import VIEW_FLAGS
+    from akd.engine import train
+    from akd.engine.config import VIEW_FIELDS
+
+    assert VIEW_FLAGS == VIEW_FIELDS
+    runs = []
+    for i, kw in enumerate([{}, {"ra_magnitude": 5, "ra_ops": 3, "view_base": "original", "ra_pool": ["rotate"]}]):
+        cfg = RunConfig(dataset="synthetic(n=64,test_n=16,classes=4,size=8,channels=1)", student="cnn_tiny",
+                        objective="ce", epochs=2, batch_size=16, **kw)
+        s = train(cfg, tmp_path / str(i), progress=False)
+        losses = (tmp_path / str(i) / "metrics.jsonl").read_text()
+        runs.append((s["last_acc"], [ln.split('"train_time"')[0] for ln in losses.splitlines()],
+                     torch.load(tmp_path / str(i) / "model.pt", weights_only=False)["state_dict"]))
+    assert runs[0][:2] == runs[1][:2]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][2].values(), runs[1][2].values()))

@@ -34,6 +34,9 @@ NOT_RESULT_FIELDS = ("device", "log_every", "cache_dir", "data_dir", "compile", 
 #: not result-defining, but hashed by the first release's fingerprint (which names existing teacher-cache folders):
 #: hashed at their default value whatever the run sets, so the names stay and the value does not change the identity
 HASHED_AT_DEFAULT = ("checkpoint_every",)
+#: the virtual-view settings (VRM's RandAugment view): only an objective that reads virtual views draws them, so they
+#: do not define a run of any other objective -- a teacher (trained with plain CE) in particular
+VIEW_FIELDS = ("ra_ops", "ra_magnitude", "ra_pool", "view_base")
 #: where-and-how fields that a resumed run takes from the caller, not from its stored config
 #: (a subset of NOT_RESULT_FIELDS: a result field taken from the caller would change the run being continued)
 RESUME_FROM_CALLER = ("device", "log_every", "compile", "data_dir", "cache_dir", "eval_batch_size", "workers",

@@ -1,7 +1,8 @@
 """Teachers: trained by the same engine (objective ``ce``) and cached by what defines them.
 
 Cache key = the fingerprint of :func:`teacher_config` (teacher model, dataset, dev split and the whole recipe:
-epochs, lr, batch size, weight decay, momentum, schedule, amp, RandAugment settings, seed).  Entry = an ordinary run directory under
+epochs, lr, batch size, weight decay, momentum, schedule, amp, seed; not the virtual-view settings, which plain CE never
+reads: students that differ only in their RandAugment view share one teacher).  Entry = an ordinary run directory under
 ``<cache>/teachers/<model>-<dataset>-<hash>/`` (resumable like any run) whose ``model.pt``
 holds the weights, the model spec, the class count and input shape, and its accuracy.
 A teacher whose classes or input shape do not match the data is refused.
@@ -21,17 +22,22 @@ from ..errors import CheckpointError, ConfigError
 from ..models import create_model
 from .checkpoint import load_checkpoint, weights_digest
 from .teacher_files import load_teacher_file, read_weights
-from .config import RunConfig
+from .config import VIEW_FIELDS, RunConfig
 from ..paths import cache_root
 
 
 def teacher_config(cfg: RunConfig) -> RunConfig:
-    """The run config that trains ``cfg.teacher`` (plain CE, the teacher recipe; no teacher cache: it has no teacher)."""
+    """The run config that trains ``cfg.teacher`` (plain CE, the teacher recipe; no teacher cache: it has no teacher;
+    the virtual-view settings at their defaults: plain CE draws no virtual view, so they would only split the cache)."""
     return dataclasses.replace(
         cfg, student=cfg.teacher, teacher=None, teacher_ckpt=None, objective="ce", teacher_cache=False,
         epochs=cfg.teacher_epochs or cfg.epochs, lr=cfg.teacher_lr, seed=cfg.teacher_seed,
         init_seed=None, data_seed=None, view_seed=None, teacher_epochs=None, teacher_lr=None, milestones=None,
+        **{k: _DEFAULT_VIEWS[k] for k in VIEW_FIELDS},
     )
+
+
+_DEFAULT_VIEWS = {k: getattr(RunConfig(), k) for k in VIEW_FIELDS}
 
 
 def _slug(s: str) -> str:
