@@ -13,6 +13,9 @@ $AKD report benchmarks/results/fmnist_compare --baseline method=ce >/dev/null
 $AKD report benchmarks/results/fmnist_vrm_ablation --baseline "vrm (preset)" >/dev/null
 # the VRM readings on the CPU budget (experiments/vrm_readings_fmnist.toml)
 $AKD grid --grid experiments/vrm_readings_fmnist.toml --out benchmarks/results/fmnist_vrm_readings --quiet
+# the virtual view's RandAugment strength and base, and the inter-class graph's weight (experiments/vrm_views_fmnist.toml)
+$AKD grid --grid experiments/vrm_views_fmnist.toml --out benchmarks/results/fmnist_vrm_views --quiet
+$AKD report benchmarks/results/fmnist_vrm_views --baseline "vrm (paper reading)" >/dev/null
 
 # The larger budget (experiments/fmnist_full.toml: 60k images, cnn_small student, 10 epochs), all with the
 # committed teacher (cnn_wide, 92.10 %), so later sittings resume with the same one.  Several hours on 1 core.
