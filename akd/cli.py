@@ -129,6 +129,8 @@ def objective_options(f):
         click.option("--quantile", type=float, help="Quantile q of --unreliable joint-entropy/discrepancy (default 0.9)."),
         click.option("--ce-weight", type=float, default=None,
                      help="Weight of the CE term (default 1; 0 drops it): added to a flag-built term, or the preset's with --method."),
+        click.option("--ce", "ce_loss", help='The CE term\'s loss spec, e.g. "ce(virtual=True)" (CE on the virtual views too) '
+                                            'or "ce(label_smoothing=0.1)"; default ce.'),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -364,21 +366,24 @@ def objective_from_flags(fl: dict[str, Any]) -> Any:
       the flags, and ``--ce-weight`` setting its CE weight; the effective terms are recorded (the run identity
       follows them); a preset with several distillation terms is ambiguous (one line naming them);
     * term flags alone: CE (``--ce-weight``) + the term the flags describe (needs ``--loss``)."""
+    from .objective import with_ce
+
     method = fl.get("method")
     term = {k: fl[k] for k in TERM_FLAGS if fl.get(k) is not None}
-    ce_weight = fl.get("ce_weight")
+    ce_weight, ce_loss = fl.get("ce_weight"), fl.get("ce_loss")
     if method is None:
-        if not term and ce_weight is not None:
-            raise ConfigError(f"--ce-weight {ce_weight:g} would be ignored: it weighs the CE term of --method's preset or of a "
+        if not term and (ce_weight is not None or ce_loss is not None):
+            given = f"--ce-weight {ce_weight:g}" if ce_weight is not None else f"--ce {ce_loss}"
+            raise ConfigError(f"{given} would be ignored: it sets the CE term of --method's preset or of a "
                               "term built from --affinity/--norm/--loss; give one of them")
         if not term:
             return None
         _check_new_term(term)
-        ce = [] if ce_weight == 0 else [{"loss": "ce", "weight": 1.0 if ce_weight is None else ce_weight}]
-        return {"terms": ce + [term], "name": "/".join(str(term.get(k, "none")) for k in ("affinity", "norm", "loss"))}
-    if not term and ce_weight is None:
+        return {"terms": with_ce([], ce_loss, ce_weight) + [term],
+                "name": "/".join(str(term.get(k, "none")) for k in ("affinity", "norm", "loss"))}
+    if not term and ce_weight is None and ce_loss is None:
         return method
-    return preset_with_flags(method, term, ce_weight)
+    return preset_with_flags(method, term, ce_weight, ce_loss)
 
 
 def _check_new_term(term: dict[str, Any]) -> None:
@@ -400,21 +405,16 @@ def _check_quantile(term: dict[str, Any], name: str) -> None:
                           "--unreliable joint-entropy or --unreliable discrepancy)")
 
 
-def _is_ce(term: dict[str, Any]) -> bool:
-    from .registry import parse_spec
-
-    return "affinity" not in term and parse_spec(term.get("loss", ""), "loss")[0] == "ce"
-
-
-def preset_with_flags(method: str, changes: dict[str, Any], ce_weight: float | None) -> dict[str, Any]:
+def preset_with_flags(method: str, changes: dict[str, Any], ce_weight: float | None,
+                      ce_loss: str | None = None) -> dict[str, Any]:
     """Preset ``method``'s terms with its one distillation term updated by ``changes`` (a preset without one gets
-    ``changes`` as an added term) and its CE weight set to ``ce_weight`` (0 drops CE); named e.g.
-    ``vrm(unreliable=discrepancy,quantile=0.8)``."""
-    from .objective import term_list
+    ``changes`` as an added term) and its CE term set by ``ce_weight`` (0 drops CE) and ``ce_loss``
+    (:func:`akd.objective.with_ce`); named e.g. ``vrm(unreliable=discrepancy,quantile=0.8)``."""
+    from .objective import is_ce_term, term_list, with_ce
 
     terms, name = term_list(method)
     if changes:
-        distill = [i for i, t in enumerate(terms) if not _is_ce(t)]
+        distill = [i for i, t in enumerate(terms) if not is_ce_term(t)]
         if len(distill) > 1:
             names = ", ".join(str(terms[i].get("name") or terms[i].get("loss")) for i in distill)
             flags = "/".join(f"--{k}" for k in changes)
@@ -426,10 +426,10 @@ def preset_with_flags(method: str, changes: dict[str, Any], ce_weight: float | N
         else:
             _check_new_term(changes)
             terms.append(dict(changes))
-    if ce_weight is not None:
-        rest = [t for t in terms if not _is_ce(t)]
-        terms = ([{"loss": "ce", "weight": ce_weight}] if ce_weight > 0 else []) + rest
-    label = ",".join(f"{k}={v}" for k, v in {**changes, **({} if ce_weight is None else {"ce_weight": ce_weight})}.items())
+    if ce_weight is not None or ce_loss is not None:
+        terms = with_ce(terms, ce_loss, ce_weight)
+    ce = {**({} if ce_weight is None else {"ce_weight": ce_weight}), **({} if ce_loss is None else {"ce": ce_loss})}
+    label = ",".join(f"{k}={v}" for k, v in {**changes, **ce}.items())
     return {"terms": terms, "name": f"{name}({label})"}
 
 
@@ -746,6 +746,7 @@ def _print_table(df, out: Path) -> None:
 @click.option("--axis", "extra_axes", multiple=True, help="Any run-config key as an axis: --axis student=cnn_tiny,cnn_small.")
 @click.option("--seeds", help="Comma-separated seeds (default 0).")
 @click.option("--ce-weight", type=float, default=1.0, show_default=True, help="Weight of the CE term added to each flag-built term.")
+@click.option("--ce", "ce_specs", help='Comma-separated loss specs of the CE term (an axis), e.g. "ce,ce(virtual=True)".')
 @run_options
 @click.option("--out", type=click.Path(file_okay=False), default="runs/grid", show_default=True, help="Grid directory (re-run to resume).")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Cells run in parallel (processes; one per GPU when several).")
@@ -758,7 +759,7 @@ def _print_table(df, out: Path) -> None:
 @click.option("--address", help="Ray cluster to join (--backend ray), e.g. auto or ray://head:10001; default: a local Ray.")
 @click.option("--force", is_flag=True, help="Redo the runs in --out that were trained with another config (without it: an error).")
 @click.option("--check", is_flag=True, help="Run every check (specs, data, teacher, taps, step memory, output folders) and print what would run; train and write nothing.")
-def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redundant, unreliable, extra_axes, seeds, ce_weight,
+def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redundant, unreliable, extra_axes, seeds, ce_weight, ce_specs,
          config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, teacher_epochs, epochs, batch_size, lr, seed,
          device, compile_, teacher_cache, max_memory, quiet, out, jobs, share_teacher, backend, address, force, check):
     """Ablation grid: cartesian product of axes over a base config, several seeds, resumable.
@@ -783,7 +784,7 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
     else:
         g = Grid(build_config(config_path, overrides, {}), {}, [0], ce_weight)
     flag_axes = {"method": methods, "affinity": affinity, "norm": norm, "loss": loss_, "source": source, "weight": weight,
-                 "pre": pre, "redundant": redundant, "unreliable": unreliable}
+                 "pre": pre, "redundant": redundant, "unreliable": unreliable, "ce": ce_specs}
     for k, v in flag_axes.items():
         if v is None:
             continue

@@ -295,6 +295,10 @@ class Objective(nn.Module):
         self.name = name
         vs = {t.views for t in terms if t.views}
         self.views = max(vs) if vs else 0
+        for t in terms:
+            if getattr(t.loss, "reads_views", False) and not self.views:
+                raise ConfigError(f"term '{t.name}' reads the virtual views (virtual=True), but no term of objective "
+                                  f"'{name}' draws any (an affinity with views >= 1, e.g. virtual-relation); drop virtual=True")
 
     def _each(self) -> list[Term]:
         """The terms, typed (iterating the ModuleList yields plain modules to a type checker)."""
@@ -368,6 +372,34 @@ def _nonnegative_affinities() -> list[str]:
         except Exception:  # pragma: no cover
             pass
     return res + ["cosine(shift=True)"]
+
+
+def is_ce_term(term: Mapping[str, Any]) -> bool:
+    """A term that is the plain cross-entropy with the labels (loss ``ce``, no affinity)."""
+    return "affinity" not in term and parse_spec(str(term.get("loss", "")), "loss")[0] == "ce"
+
+
+def with_ce(terms: list[dict[str, Any]], loss: str | None = None, weight: float | None = None) -> list[dict[str, Any]]:
+    """``terms`` with their CE term set (first in the list): its loss spec ``loss`` (a ``ce`` spec, e.g.
+    ``ce(virtual=True)`` for CE on the virtual views too, or ``ce(label_smoothing=0.1)``) and its ``weight`` (0 drops
+    it); what is not given keeps the existing CE term's value (default: ``ce``, weight 1).  The one place that decides
+    a CE term for ``akd run --ce/--ce-weight`` and for a grid's ``ce``/``ce_weight``."""
+    if loss is not None:
+        name, _ = parse_spec(loss, "loss")
+        if name != "ce":
+            raise ConfigError(f"ce loss {loss!r}: must be a spec of loss 'ce' (e.g. ce(virtual=True), ce(label_smoothing=0.1))",
+                              cli=f"--ce {loss!r}: must be a spec of loss 'ce' (e.g. ce(virtual=True), ce(label_smoothing=0.1))")
+        LOSSES.build(loss)  # unknown or bad parameters: one line now
+    if weight is not None and not weight >= 0:
+        raise ConfigError(f"ce weight {weight:g}: must be >= 0 (0 drops the CE term)",
+                          cli=f"--ce-weight {weight:g}: must be >= 0 (0 drops the CE term)")
+    old = next((t for t in terms if is_ce_term(t)), None)
+    rest = [dict(t) for t in terms if not is_ce_term(t)]
+    w = weight if weight is not None else (old.get("weight", 1.0) if old else 1.0)
+    if w == 0:
+        return rest
+    ce = {**(old or {}), "loss": loss if loss is not None else (old or {}).get("loss", "ce"), "weight": w}
+    return [ce] + rest
 
 
 def _is_triple(spec: Any) -> bool:

@@ -146,6 +146,54 @@ def test_term_flags_change_the_one_distillation_term_and_ce_weight():
     assert obj["terms"] == [{"loss": "ce", "weight": 1.0}, {"affinity": "gram", "loss": "mse"}]
 
 
+def test_ce_flag_sets_the_ce_term_of_a_preset_or_of_a_flag_built_term():
+    """--ce: the CE term's loss spec (issue 11: CE on the virtual view, from akd run flags and grids)."""
+    from akd.cli import objective_from_flags
+    from akd.objective import term_list
+
+    obj = objective_from_flags({"method": "vrm", "ce_loss": "ce(virtual=True)"})
+    assert obj["name"] == "vrm(ce=ce(virtual=True))"
+    vrm = term_list("vrm")[0]
+    assert obj["terms"] == [{**vrm[0], "loss": "ce(virtual=True)", "weight": 1.0}] + vrm[1:]
+    obj = objective_from_flags({"method": "vrm", "ce_loss": "ce(label_smoothing=0.1)", "ce_weight": 0.5})
+    assert obj["terms"][0] == {"loss": "ce(label_smoothing=0.1)", "weight": 0.5}
+    obj = objective_from_flags({"affinity": "virtual-relation", "loss": "mse", "ce_loss": "ce(virtual=True)"})
+    assert obj["terms"] == [{"loss": "ce(virtual=True)", "weight": 1.0}, {"affinity": "virtual-relation", "loss": "mse"}]
+
+
+def test_with_ce_keeps_what_is_not_given_and_drops_ce_at_weight_zero():
+    from akd.objective import with_ce
+
+    terms = [{"affinity": "gram", "loss": "mse"}, {"loss": "ce(label_smoothing=0.1)", "weight": 2.0, "name": "sup"}]
+    assert with_ce(terms, "ce(virtual=True)") == [{"loss": "ce(virtual=True)", "weight": 2.0, "name": "sup"}, terms[0]]
+    assert with_ce(terms, weight=0.5) == [{**terms[1], "weight": 0.5}, terms[0]]
+    assert with_ce(terms, weight=0) == [terms[0]]
+    assert with_ce([], None, None) == [{"loss": "ce", "weight": 1.0}]
+
+
+def test_grid_ce_key_from_a_file_cell_and_from_the_flag_axis(tmp_path, monkeypatch):
+    from akd.experiment import Grid, grid_from_file
+    from akd.engine import RunConfig
+    from akd.objective import term_list
+
+    f = tmp_path / "g.toml"
+    f.write_text('seeds = [0]\n[term]\naffinity = "virtual-relation(views=1)"\nnorm = "l2"\nloss = "mse"\n'
+                 '[[cells]]\nname = "plain"\n[[cells]]\nname = "virtual ce"\nce = "ce(virtual=True)"\n')
+    plain, virtual = grid_from_file(f).validate().cells()
+    assert [t["loss"] for t in plain.config.objective["terms"]] == ["ce", "mse"]
+    assert [t["loss"] for t in virtual.config.objective["terms"]] == ["ce(virtual=True)", "mse"]
+    base = RunConfig(dataset=SYN, student="cnn_tiny", teacher="cnn_small")
+    cells = Grid(base, {"method": ["vrm", "kd"], "ce": ["ce", "ce(virtual=True)"]}, [0]).validate().cells()
+    assert [c.name for c in cells] == ["method=vrm,ce=ce", "method=vrm,ce=ce(virtual=True)", "method=kd,ce=ce",
+                                       "method=kd,ce=ce(virtual=True)"]
+    assert cells[1].config.objective["terms"][0]["loss"] == "ce(virtual=True)"
+    assert cells[1].config.objective["terms"][1:] == term_list("vrm")[0][1:]
+    assert cells[3].skipped and "reads the virtual views" in cells[3].skipped  # kd draws no virtual view
+    assert Grid(base, {"method": ["vrm"]}, [0]).cells()[0].config.objective == "vrm"  # no ce key: the preset's name
+    with pytest.raises(Exception, match="grid axis 'ce': ce loss 'kd': must be a spec of loss 'ce'"):
+        Grid(base, {"ce": ["kd"]}, [0]).validate()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--method", "rkd", "--weight", "2"], "--weight: preset rkd has 2 distillation terms (rkd-distance, rkd-angle), so which "
      "one the flags change is ambiguous; give the terms in a config file ([[terms]], see `akd list method`)"),
@@ -153,8 +201,16 @@ def test_term_flags_change_the_one_distillation_term_and_ce_weight():
      "unreliable=none (the quantile is joint-entropy's and discrepancy's; add --unreliable joint-entropy or --unreliable discrepancy)"),
     (["--redundant", "both", "--quantile", "0.8"], "--redundant/--quantile without --method build a new term, which needs "
      "--loss too (e.g. --loss mse); to change a preset's term, give --method too"),
-    (["--ce-weight", "0.5"], "--ce-weight 0.5 would be ignored: it weighs the CE term of --method's preset or of a term "
+    (["--ce-weight", "0.5"], "--ce-weight 0.5 would be ignored: it sets the CE term of --method's preset or of a term "
      "built from --affinity/--norm/--loss; give one of them"),
+    (["--ce", "ce(virtual=True)"], "--ce ce(virtual=True) would be ignored: it sets the CE term of --method's preset or of "
+     "a term built from --affinity/--norm/--loss; give one of them"),
+    (["--method", "vrm", "--ce", "kd"], "--ce 'kd': must be a spec of loss 'ce' (e.g. ce(virtual=True), ce(label_smoothing=0.1))"),
+    (["--method", "vrm", "--ce", "ce(virtul=True)"], "loss 'ce' has no parameter 'virtul' (did you mean 'virtual'?); valid "
+     "parameters: label_smoothing, virtual"),
+    (["--method", "kd", "--ce", "ce(virtual=True)"], "term 'ce' reads the virtual views (virtual=True), but no term of "
+     "objective 'kd(ce=ce(virtual=True))' draws any (an affinity with views >= 1, e.g. virtual-relation); drop virtual=True"),
+    (["--method", "vrm", "--ce-weight", "-1"], "--ce-weight -1: must be >= 0 (0 drops the CE term)"),
     (["--method", "vrm", "--unreliable", "sometimes"], "unknown unreliable-edge pruning 'sometimes'; valid choices: "
      "discrepancy, joint-entropy, none, threshold"),
 ])

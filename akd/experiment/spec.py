@@ -1,7 +1,8 @@
 """The grid spec: a base config and named axes (from flags or a TOML file), crossed into :class:`Cell` s.
 
 Axes may be the term parts ``affinity, norm, loss, source, weight, pre, redundant, unreliable, quantile`` (they build
-one relational term, added to CE), ``method`` (a preset) or any run-config key (``student``, ``lr``, ``epochs``...);
+one relational term, added to CE), ``method`` (a preset), ``ce`` (the CE term's loss spec, e.g. ``ce(virtual=True)``;
+with ``method``, the preset's CE term) or any run-config key (``student``, ``lr``, ``epochs``...);
 ``seeds`` is the seed axis.  Unknown names and ill-typed values are errors; combinations the core refuses become
 skipped cells with their reason.
 """
@@ -22,6 +23,8 @@ from ..registry import split_top_level
 
 TERM_AXES = ("affinity", "norm", "loss", "source", "weight", "pre", "redundant", "unreliable", "quantile")
 SPECIAL_AXES = ("method", "seeds")
+#: the grid keys (axes and [[cells]] entries) that are not run-config keys
+OBJECTIVE_AXES = TERM_AXES + ("method", "ce")
 
 
 def split_list(text: str) -> list[str]:
@@ -73,13 +76,20 @@ def _check_axis_value(axis: str, value: Any, base: RunConfig) -> None:
         LOSSES.resolve(value)
     elif axis == "method":
         METHODS.resolve(value)
+    elif axis == "ce":
+        from ..objective import with_ce
+
+        try:
+            with_ce([], str(value))
+        except ConfigError as e:
+            raise ConfigError(f"grid axis 'ce': {e}") from None
     elif axis == "source" and value not in REPRESENTATIONS:
         raise unknown("representation", value, REPRESENTATIONS)
     elif axis == "redundant" and value not in REDUNDANT:
         raise unknown("redundant-edge pruning", value, REDUNDANT)
     elif axis == "unreliable" and value not in UNRELIABLE:
         raise unknown("unreliable-edge pruning", value, UNRELIABLE)
-    elif axis not in TERM_AXES and axis != "method":
+    elif axis not in OBJECTIVE_AXES:
         config_from_dict({axis: value}, base, where=f"grid axis '{axis}'")
 
 
@@ -97,6 +107,9 @@ class Grid:
     def validate(self) -> "Grid":
         if not self.seeds:
             raise ConfigError("the seed list is empty; give e.g. --seeds 0,1,2")
+        if not self.ce_weight >= 0:
+            raise ConfigError(f"ce_weight {self.ce_weight:g}: must be >= 0 (0: no CE term)",
+                              cli=f"--ce-weight {self.ce_weight:g}: must be >= 0 (0: no CE term)")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"--seeds {','.join(map(str, self.seeds))} lists a seed twice")
         for i, v in enumerate(self.variants):
@@ -109,16 +122,16 @@ class Grid:
                     continue
                 if k in self.axes:
                     raise ConfigError(f"grid cell {i + 1} sets '{k}', which is also an axis")
-                if k not in TERM_AXES and k != "method" and k.replace("-", "_") not in FIELDS:
-                    near = closest(k, list(TERM_AXES) + ["method"] + list(FIELDS))
+                if k not in OBJECTIVE_AXES and k.replace("-", "_") not in FIELDS:
+                    near = closest(k, list(OBJECTIVE_AXES) + list(FIELDS))
                     raise ConfigError(f"grid cell {i + 1}: unknown key '{k}'" + (f" (did you mean '{near}'?)" if near else ""))
                 _check_axis_value(k, val, self.base)
         names = [json.dumps({k: x for k, x in v.items() if k != "name"}, sort_keys=True, default=str) for v in self.variants]
         if len(set(names)) != len(names):
             raise ConfigError("the grid lists the same cell twice")
         for k, vals in self.axes.items():
-            if k not in TERM_AXES and k != "method" and k.replace("-", "_") not in FIELDS:
-                near = closest(k, list(TERM_AXES) + ["method"] + list(FIELDS))
+            if k not in OBJECTIVE_AXES and k.replace("-", "_") not in FIELDS:
+                near = closest(k, list(OBJECTIVE_AXES) + list(FIELDS))
                 raise ConfigError(f"unknown grid axis '{k}'" + (f" (did you mean '{near}'?)" if near else ""))
             if k in ("seed", "seeds"):
                 raise ConfigError("give seeds with --seeds (or 'seeds' in the grid file), not as an axis")
@@ -134,8 +147,6 @@ class Grid:
         return self
 
     def cells(self) -> list[Cell]:
-        from ..objective import build_objective, term_list
-
         keys = list(self.axes)
         out = []
         combos = list(itertools.product(*(self.axes[k] for k in keys))) if keys else [()]
@@ -145,31 +156,44 @@ class Grid:
             values = {**variant, **dict(zip(keys, combo))}
             cell = Cell(values, label=label, own=tuple(variant))
             try:
-                term = dict(self.base_term)
-                term.update({k: v for k, v in values.items() if k in TERM_AXES})
-                others = {k: v for k, v in values.items() if k not in TERM_AXES and k != "method"}
+                others = {k: v for k, v in values.items() if k not in OBJECTIVE_AXES}
                 cfg = config_from_dict(others, self.base, where=f"grid cell {cell.name}")
-                if "method" in values or any(k in values for k in TERM_AXES) or self.base_term:
-                    terms: list[Any] = []
-                    if "method" in values:
-                        terms, _ = term_list(values["method"])
-                    elif self.ce_weight > 0:
-                        terms = [{"loss": "ce", "weight": self.ce_weight}]
-                    if any(k in values for k in TERM_AXES) or self.base_term:
-                        if "loss" not in term:
-                            raise ConfigError("a term axis needs a loss (--loss)")
-                        terms.append(term)
-                    if "method" in values and len(terms) == len(term_list(values["method"])[0]):
-                        cfg.objective = values["method"]
-                    else:
-                        cfg.objective = {"terms": terms, "name": cell.name}
-                needs_teacher = build_objective(cfg.objective).needs_teacher
+                self._set_objective(cfg, values, cell.name)
+                cell.needs_teacher = _needs_teacher(cfg.objective)
                 cfg.validate()
-                cell.config, cell.needs_teacher = cfg, needs_teacher
+                cell.config = cfg
             except ConfigError as e:
                 cell.skipped = str(e)
             out.append(cell)
         return out
+
+    def _set_objective(self, cfg: RunConfig, values: dict[str, Any], name: str) -> None:
+        """The cell's objective: the method's terms or CE (``ce_weight``, loss ``ce``), plus the relational term of
+        the grid's [term] and the cell's term keys; the CE term's loss set by ``ce``.  A cell with none of these
+        keeps the base config's objective."""
+        from ..objective import term_list, with_ce
+
+        has_term = any(k in values for k in TERM_AXES) or bool(self.base_term)
+        if not ("method" in values or has_term or "ce" in values):
+            return
+        terms: list[Any] = term_list(values["method"])[0] if "method" in values else with_ce([], None, self.ce_weight)
+        if has_term:
+            term = {**self.base_term, **{k: v for k, v in values.items() if k in TERM_AXES}}
+            if "loss" not in term:
+                raise ConfigError("a term axis needs a loss (--loss)")
+            terms.append(term)
+        if "ce" in values:
+            terms = with_ce(terms, str(values["ce"]))
+        if "method" in values and not has_term and "ce" not in values:
+            cfg.objective = values["method"]
+        else:
+            cfg.objective = {"terms": terms, "name": name}
+
+
+def _needs_teacher(objective: Any) -> bool:
+    from ..objective import build_objective
+
+    return build_objective(objective).needs_teacher
 
 
 def grid_from_file(path: str | Path, base: RunConfig | None = None) -> Grid:
