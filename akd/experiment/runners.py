@@ -10,13 +10,13 @@ worker giving failed rows rather than a lost grid; ``train_teacher`` is None or 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..engine.config import RunConfig, config_from_dict
+from ..engine.runs import RunDir
 from ..errors import AkdError, ConfigError
 from .plan import Task
 
@@ -69,10 +69,7 @@ def _run_group(cfg_dicts: list[dict[str, Any]], outs: list[str], device: str | N
     except AkdError as e:
         out = []
         for o in outs:
-            try:
-                prev = json.loads((Path(o) / "summary.json").read_text())
-            except (OSError, ValueError):
-                prev = {}
+            prev = RunDir(o).read_summary() or {}
             out.append(prev if prev.get("status") in ("finished", "failed") else {"status": "failed", "reason": str(e)})
         return out
 
