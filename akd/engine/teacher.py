@@ -11,7 +11,6 @@ A teacher whose classes or input shape do not match the data is refused.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +22,7 @@ from ..models import create_model
 from .checkpoint import load_checkpoint, weights_digest
 from .teacher_files import load_teacher_file, read_weights
 from .config import VIEW_FIELDS, RunConfig
+from .runs import RunDir
 from ..paths import cache_root
 
 
@@ -62,11 +62,10 @@ def list_teachers(cache_dir: str | None = None) -> list[dict[str, Any]]:
     rows = []
     root = cache_root(cache_dir) / "teachers"
     for d in sorted(root.glob("*")) if root.exists() else []:
-        try:
-            s = json.loads((d / "summary.json").read_text())
-            c = json.loads((d / "config.json").read_text())["config"]
-        except (OSError, ValueError, KeyError):
-            continue
+        s, stored = RunDir(d).read_summary(), RunDir(d).read_config()
+        if not isinstance(s, dict) or not isinstance(stored, dict) or "config" not in stored:
+            continue  # not a teacher run folder (or a damaged one)
+        c = stored["config"]
         rows.append({"model": c["student"], "dataset": c["dataset"], "epochs": c["epochs"], "seed": c["seed"],
                      "status": s.get("status"), "acc": s.get("last_acc"), "path": str(d / "model.pt")})
     from .teacher_files import imported_records

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from ..engine.checkpoint import atomic_write_text
+from ..engine.runs import RunDir
 from .spec import Cell, Grid, read_grid_file
 
 
@@ -158,7 +159,7 @@ def epoch_curves(df: pd.DataFrame) -> dict[str, list[list[float]]]:
             continue
         acc: dict[int, float] = {}
         try:
-            lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+            lines = RunDir(run_dir).metrics.read_text().splitlines()
         except OSError:
             continue
         for line in lines:
@@ -175,10 +176,9 @@ def epoch_curves(df: pd.DataFrame) -> dict[str, list[list[float]]]:
 def _eval_set(df: pd.DataFrame) -> str:
     """The evaluation set the runs report ("test", or "dev" with --dev), from the first readable summary."""
     for run_dir in df.get("run_dir", pd.Series(dtype=str)).dropna():
-        try:
-            return str(json.loads((Path(str(run_dir)) / "summary.json").read_text()).get("eval_set", "test"))
-        except (OSError, ValueError, AttributeError):
-            continue
+        summ = RunDir(str(run_dir)).read_summary()
+        if isinstance(summ, dict):
+            return str(summ.get("eval_set", "test"))
     return "test"
 
 
@@ -221,9 +221,8 @@ def report(directory: str | Path, baseline: str | None = None, metric: str = "la
             continue
         for s in grid.seeds:
             rd = d / "cells" / c.slug / f"seed{s}"
-            try:
-                summ = json.loads((rd / "summary.json").read_text())
-            except (OSError, ValueError):
+            summ = RunDir(rd).read_summary()
+            if summ is None:
                 continue
             rows[(c.name, s)] = _row(c, s, rd, summ)
     df = _frame(cells, grid.seeds, rows)
