@@ -56,3 +56,18 @@ def test_grid_eta_is_the_pace_of_runs_trained_here_times_the_runs_left_to_train(
     assert abs(float(res.eta().split()[0]) - 8.0) < 0.2
     res.trained = 6
     assert res.eta() == "0.0 min"
+
+
+def test_results_note_when_the_time_column_mixes_shared_and_lone_runs():
+    """akd grid trains the runs of a seed together and each reports its share of the group's time: a table whose
+    cells were trained in groups of different sizes says so (the times would otherwise look comparable)."""
+    from akd.experiment.tables import markdown_table
+
+    rows = [{"cell": c, "seed": s, "status": "finished", "last_acc": 70.0 + s, "best_acc": 71.0, "time_s": t,
+             "shared_lanes": k, "teacher_acc": 80.0, "run_dir": ""}
+            for c, t, k in (("a", 30.0, 3), ("b", 90.0, 1)) for s in (0, 1)]
+    mixed = markdown_table(pd.DataFrame(rows))
+    assert "groups here have 1, 3 runs, so the times of cells trained in groups of different sizes do not compare" in mixed
+    same = markdown_table(pd.DataFrame([{**r, "shared_lanes": 3} for r in rows]))
+    assert "'time / run'" not in same
+    assert "'time / run'" not in markdown_table(pd.DataFrame([{k: v for k, v in r.items() if k != "shared_lanes"} for r in rows]))

@@ -21,7 +21,8 @@ from .spec import Cell, Grid, read_grid_file
 def _row(c: Cell, seed: int, d: Path, s: dict[str, Any]) -> dict[str, Any]:
     r = {"cell": c.name, **{k: str(v) for k, v in c.values.items()}, "seed": seed, "status": s.get("status", "?"),
          "last_acc": s.get("last_acc"), "best_acc": s.get("best_acc"), "best_epoch": s.get("best_epoch"),
-         "teacher_acc": s.get("teacher_acc"), "time_s": s.get("time_s"), "images_per_s": s.get("images_per_s"),
+         "teacher_acc": s.get("teacher_acc"), "time_s": s.get("time_s"), "shared_lanes": s.get("shared_lanes", 1),
+         "images_per_s": s.get("images_per_s"),
          "init_digest": s.get("init_digest"), "data_digest": s.get("data_digest"), "run_dir": str(d), "reason": s.get("reason", ""),
          "run_dataset": s.get("dataset"), "run_teacher": s.get("teacher"), "run_student": s.get("student")}
     return r
@@ -135,11 +136,24 @@ def markdown_table(df: pd.DataFrame, title: str = "") -> str:
         lines.append(f"| {r['cell']} | {r['n']}/{r['of']} | {_pm(r['last_mean'], r['last_std'], r['n'])} | "
                      f"{_pm(r['best_mean'], r['best_std'], r['n'])} | {t} |" + more)
     lines += ["", "mean ± sample std over seeds (ddof=1); 'last' = final epoch, 'best' = best epoch on the evaluation set."]
+    lines += _time_note(df)
     if pub:
         sources = sorted({p["source"] for p in pub.values()})
         lines += ["'published': top-1 of the same teacher/student pair in the literature "
                   f"(experiments/<dataset>/published.toml): {'; '.join(sources)}."]
     return "\n".join(lines) + "\n"
+
+
+def _time_note(df: pd.DataFrame) -> list[str]:
+    """A note when the time column mixes runs trained alone and runs trained together (``akd grid`` shares batches
+    and the teacher forward among the runs of a seed): each of those reports its share of the group's time."""
+    fin = df[df["status"] == "finished"]
+    sizes = sorted({int(v) for v in pd.to_numeric(fin.get("shared_lanes", pd.Series(dtype=float)), errors="coerce").dropna()})
+    if len(sizes) < 2:
+        return []
+    return [f"'time / run': runs trained together on the same batches (one teacher forward per batch) report their share "
+            f"of their group's time; groups here have {', '.join(map(str, sizes))} runs, so the times of cells trained in "
+            "groups of different sizes do not compare."]
 
 
 def write_results(out: Path, df: pd.DataFrame, grid: Grid | None = None, title: str | None = None,
