@@ -635,11 +635,8 @@ def _options() -> set[str]:
 
 def refuse_given(names: set[str], why: str) -> None:
     """Refuse the options among ``names`` that were given on the command line: ``why`` they would be ignored."""
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context()
-    for p in ctx.command.params:
-        if p.name in names and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE:
+    for p in click.get_current_context().command.params:
+        if p.name in names and flag_given(p.name):
             raise ConfigError(f"{p.opts[0]} would be ignored: {why}")
 
 
@@ -745,7 +742,8 @@ def _print_table(df, out: Path) -> None:
 @click.option("--unreliable", help="Comma-separated unreliable-edge pruning rules (an axis).")
 @click.option("--axis", "extra_axes", multiple=True, help="Any run-config key as an axis: --axis student=cnn_tiny,cnn_small.")
 @click.option("--seeds", help="Comma-separated seeds (default 0).")
-@click.option("--ce-weight", type=float, default=1.0, show_default=True, help="Weight of the CE term added to each flag-built term.")
+@click.option("--ce-weight", type=float, default=1.0, show_default=True,
+              help="Weight of the CE term added to each flag-built term (with --grid: instead of the file's ce_weight).")
 @click.option("--ce", "ce_specs", help='Comma-separated loss specs of the CE term (an axis), e.g. "ce,ce(virtual=True)".')
 @run_options
 @click.option("--out", type=click.Path(file_okay=False), default="runs/grid", show_default=True, help="Grid directory (re-run to resume).")
@@ -770,7 +768,7 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
     akd grid --grid experiments/vrm_ablation.toml --out runs/vrm-ablation
     akd grid --grid experiments/vrm_ablation.toml --out /shared/runs/vrm-ablation --backend ray --address auto
     """
-    from .experiment import Grid, grid_from_file, run_grid, split_list
+    from .experiment import Grid, grid_from_file, run_grid
 
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: must be >= 1")
@@ -781,35 +779,13 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
 
         g = grid_from_file(grid_path, load_config(config_path) if config_path else RunConfig())
         g.base = check_config(apply_overrides(g.base, overrides), grid_path, objective_from_file=True)  # flags win
+        if flag_given("ce_weight"):  # over the grid file's ce_weight too
+            g.ce_weight = ce_weight
     else:
         g = Grid(build_config(config_path, overrides, {}), {}, [0], ce_weight)
     flag_axes = {"method": methods, "affinity": affinity, "norm": norm, "loss": loss_, "source": source, "weight": weight,
                  "pre": pre, "redundant": redundant, "unreliable": unreliable, "ce": ce_specs}
-    for k, v in flag_axes.items():
-        if v is None:
-            continue
-        if k in g.axes:
-            raise ConfigError(f"axis '{k}' is given twice (grid file and --{k})")
-        vals = split_list(v)
-        if k == "weight":
-            try:
-                vals = [float(x) for x in vals]
-            except ValueError:
-                raise ConfigError(f"--weight {v!r}: weights must be numbers") from None
-        g.axes[k] = vals
-    for a in extra_axes:
-        if "=" not in a:
-            raise ConfigError(f"--axis {a!r}: expected key=v1,v2")
-        k, v = a.split("=", 1)
-        k = k.strip()
-        if k in g.axes:
-            raise ConfigError(f"axis '{k}' is given twice")
-        g.axes[k] = [_auto(x) for x in split_list(v)]
-    from .experiment import TERM_AXES
-
-    refuse_set_keys({"seed": "a grid runs the seeds of --seeds (or --seed)",
-                     **{("objective" if k == "method" or k in TERM_AXES else k.replace("-", "_")): f"'{k}' is a grid axis (each cell sets it)"
-                        for k in g.axes}})
+    add_flag_axes(g, flag_axes, extra_axes)
     if seeds is not None and seed is not None:
         raise ConfigError(f"give either --seeds or --seed, not both (--seed {seed} would be ignored; e.g. --seeds {seed},{seed + 1})")
     if seeds is not None:
@@ -832,6 +808,43 @@ def grid(grid_path, methods, affinity, norm, loss_, source, weight, pre, redunda
     df = run_grid(g, Path(out), jobs=jobs, progress=not quiet, log=lambda m: click.echo(m, err=True), share_teacher=share_teacher,
                   backend=backend, address=address, force=force)
     _print_table(df, Path(out))
+
+
+def add_flag_axes(g, flag_axes: dict[str, str | None], extra_axes: tuple[str, ...]) -> None:
+    """The axes of ``akd grid``'s comma-separated flags and ``--axis key=v1,v2`` into grid ``g`` (an axis given twice
+    is an error), and ``--set`` of a key an axis decides refused."""
+    from .experiment import OBJECTIVE_AXES, split_list
+
+    for k, v in flag_axes.items():
+        if v is None:
+            continue
+        if k in g.axes:
+            raise ConfigError(f"axis '{k}' is given twice (grid file and --{k})")
+        vals = split_list(v)
+        if k == "weight":
+            try:
+                vals = [float(x) for x in vals]
+            except ValueError:
+                raise ConfigError(f"--weight {v!r}: weights must be numbers") from None
+        g.axes[k] = vals
+    for a in extra_axes:
+        if "=" not in a:
+            raise ConfigError(f"--axis {a!r}: expected key=v1,v2")
+        k, v = a.split("=", 1)
+        k = k.strip()
+        if k in g.axes:
+            raise ConfigError(f"axis '{k}' is given twice")
+        g.axes[k] = [_auto(x) for x in split_list(v)]
+    refuse_set_keys({"seed": "a grid runs the seeds of --seeds (or --seed)",
+                     **{("objective" if k in OBJECTIVE_AXES else k.replace("-", "_")): f"'{k}' is a grid axis (each cell sets it)"
+                        for k in g.axes}})
+
+
+def flag_given(name: str) -> bool:
+    """Whether option ``name`` of the current command was given on the command line (not its default)."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(name) is ParameterSource.COMMANDLINE
 
 
 def _auto(x: str):

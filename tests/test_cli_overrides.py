@@ -95,6 +95,8 @@ def test_set_on_grid_compare_and_teacher(tmp_path, monkeypatch):
         "--set seed would be ignored: a grid runs the seeds of --seeds (or --seed)"
     assert refused(empty, "grid", "--method", "ce,kd", *COMMON, "--set", "method=vrm") == \
         "--set objective would be ignored: 'method' is a grid axis (each cell sets it)"
+    assert refused(empty, "grid", "--ce", "ce,ce(label_smoothing=0.1)", *COMMON, "--set", "objective='kd'") == \
+        "--set objective would be ignored: 'ce' is a grid axis (each cell sets it)"
     assert refused(empty, "grid", "--axis", "lr=0.1,0.2", *COMMON, "--set", "lr=0.3") == \
         "--set lr would be ignored: 'lr' is a grid axis (each cell sets it)"
     assert refused(empty, "compare", "--methods", "ce,kd", *COMMON, "--set", "objective=vrm") == \
@@ -262,3 +264,17 @@ def test_teacher_lr_seed_and_epochs_are_the_teacher_recipe(tmp_path):
     assert (cfg["epochs"], cfg["lr"], cfg["seed"], cfg["student"]) == (1, 0.02, 3, "cnn_small")
     want = RunConfig(dataset=SYN, teacher="cnn_small", teacher_epochs=1, teacher_lr=0.02, teacher_seed=3, batch_size=32)
     assert d == teacher_dir(want)
+
+
+def test_grid_ce_weight_flag_wins_over_the_grid_file(tmp_path):
+    """--ce-weight with --grid used to be ignored silently (the file's ce_weight, default 1, was used)."""
+    f = tmp_path / "g.toml"
+    f.write_text('seeds = [0]\nce_weight = 1.0\n[term]\naffinity = "gram"\nnorm = "l2"\nloss = "mse"\n'
+                 '[axes]\nweight = [1.0]\n')
+    for w, want in (("0", []), ("0.5", [0.5])):
+        g = tmp_path / f"g{w}"
+        ok("grid", "--grid", str(f), "--teacher", "cnn_small", "--teacher-epochs", "1", *COMMON, "--ce-weight", w,
+           "--out", str(g))
+        (cell,) = sorted((g / "cells").glob("*/seed0"))
+        terms = stored_config(cell)["config"]["objective"]["terms"]
+        assert [t["weight"] for t in terms if t["loss"] == "ce"] == want

@@ -31,11 +31,11 @@ from __future__ import annotations
 from .plan import Task, check_grid, preflight, resolve_shared_teacher, run_config, skip_teacherless
 from .run import run_grid
 from .runners import _run_cell, _run_group, share_key
-from .spec import SPECIAL_AXES, TERM_AXES, Cell, Grid, grid_from_file, split_list
+from .spec import OBJECTIVE_AXES, SPECIAL_AXES, TERM_AXES, Cell, Grid, grid_from_file, split_list
 from .tables import epoch_curves, markdown_table, report, summarize, write_plots, write_results
 
 __all__ = [
-    "TERM_AXES", "SPECIAL_AXES", "Cell", "Grid", "grid_from_file", "split_list",
+    "TERM_AXES", "SPECIAL_AXES", "OBJECTIVE_AXES", "Cell", "Grid", "grid_from_file", "split_list",
     "Task", "preflight", "skip_teacherless", "resolve_shared_teacher", "run_config", "check_grid",
     "run_grid", "share_key", "_run_cell", "_run_group",
     "summarize", "markdown_table", "write_results", "write_plots", "epoch_curves", "report",
