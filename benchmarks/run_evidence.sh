@@ -20,12 +20,20 @@ $AKD report benchmarks/results/fmnist_vrm_views --baseline "vrm (paper reading)"
 # The larger budget (experiments/fmnist_full.toml: 60k images, cnn_small student, 10 epochs), all with the
 # committed teacher (cnn_wide, 92.10 %), so later sittings resume with the same one.  Several hours on 1 core.
 FULL_TEACHER=benchmarks/results/fmnist_full_teacher/model.pt
+# the two grids run side by side (1 thread each: one per core of a 2-core machine); each is resumable on its own
 $AKD grid --grid experiments/vrm_readings.toml --teacher-ckpt $FULL_TEACHER \
-    --out benchmarks/results/fmnist_full_vrm_readings --quiet
+    --out benchmarks/results/fmnist_full_vrm_readings --quiet &
+readings=$!
 # the comparison as a grid over --method: the methods of a seed share one teacher forward per batch (akd compare
 # runs them one by one, each with its own teacher forward); the runs are the same
 $AKD grid --config experiments/fmnist_full.toml --teacher-ckpt $FULL_TEACHER \
     --method ce,kd,dkd,dist,rkd,cc,sp,pkt,vrm,vrm-zs-edge --seeds 0,1,2 \
-    --out benchmarks/results/fmnist_full_compare --quiet
+    --out benchmarks/results/fmnist_full_compare --quiet &
+compare=$!
+# Ctrl-C reaches both (same process group) and each stops at a checkpoint; a TERM sent to this script alone is
+# passed on (once: a second signal would abort them)
+trap 'kill -TERM $readings $compare 2>/dev/null; wait' TERM
+wait $readings
+wait $compare
 $AKD report benchmarks/results/fmnist_full_vrm_readings --baseline "vrm (paper reading)" >/dev/null
 $AKD report benchmarks/results/fmnist_full_compare --baseline method=ce >/dev/null
