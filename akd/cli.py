@@ -487,8 +487,7 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
     akd run --method vrm --teacher cnn_wide --student cnn_small --batch-size 128 --nproc 2 --global-relations
     torchrun --nproc_per_node 4 -m akd run --config experiments/cifar100/resnet56_resnet20.toml --global-relations --sync-bn
     """
-    from .engine import train
-    from .engine.distributed import DistOptions, check_world, launch, torchrun_world, train_distributed
+    from .engine.distributed import DistOptions, check_world, torchrun_world
     from .engine.runs import RunDir
     from .engine.trainer import RunInterrupted
     from .errors import TrainingDiverged
@@ -509,11 +508,7 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
     # distributed: `--nproc N` spawns N ranks here; under torchrun every rank runs this command
     world = torchrun_world()
     opts = DistOptions(global_relations=global_relations, sync_bn=sync_bn)
-    if nproc is not None and nproc < 1:
-        raise ConfigError(f"--nproc {nproc}: must be >= 1")
-    if nproc is not None and nproc > 1 and world is not None:
-        raise ConfigError("--nproc launches its own processes; under torchrun leave it out")
-    procs = world[1] if world is not None else (nproc or 1)
+    procs = _processes(nproc, world)
     rank0 = world is None or world[0] == 0
     if procs > 1 and not resume:
         check_world(cfg, procs, opts)
@@ -522,26 +517,44 @@ def run(config_path, dataset, data_dir, dev, student, teacher, teacher_ckpt, tea
 
         click.echo("\n".join(run_plan(cfg, out_dir, resume=resume, force=force)))
         return
-    echo = lambda m: click.echo(m, err=True)
     data = None
     if not resume and rank0:  # the stored config replaces the flags on --resume; otherwise check the data before writing
         data = preflight_run(cfg)
     try:
-        if procs > 1 and world is None:
-            s = launch(procs, cfg, out_dir, resume=resume, force=force, progress=not quiet, opts=opts)
-        elif world is not None:
-            s = train_distributed(cfg, out_dir, resume=resume, force=force, progress=not quiet and rank0,
-                                  log=echo if rank0 else None, opts=opts, data=data)
-        else:
-            if global_relations or sync_bn:
-                echo("note: one process: --global-relations/--sync-bn change nothing (relations span the whole batch)")
-            s = train(cfg, out_dir, resume=resume, force=force, progress=not quiet, log=echo, data=data)
+        s = _train_here(cfg, out_dir, procs, world, opts, data, resume=resume, force=force, quiet=quiet)
     except AkdError as e:
         if fresh and rank0 and not isinstance(e, (RunInterrupted, TrainingDiverged)):
             _remove_unstarted(out_dir, existed)
         raise
     if rank0:
         print_summary(s, out_dir)
+
+
+def _processes(nproc: int | None, world: tuple[int, int, int] | None) -> int:
+    """How many processes train: torchrun's world size, else ``--nproc`` (default 1)."""
+    if nproc is not None and nproc < 1:
+        raise ConfigError(f"--nproc {nproc}: must be >= 1")
+    if nproc is not None and nproc > 1 and world is not None:
+        raise ConfigError("--nproc launches its own processes; under torchrun leave it out")
+    return world[1] if world is not None else (nproc or 1)
+
+
+def _train_here(cfg, out_dir: Path, procs: int, world: tuple[int, int, int] | None, opts, data, *, resume: bool, force: bool,
+                quiet: bool) -> dict[str, Any]:
+    """Train ``cfg`` into ``out_dir``: ``procs`` ranks launched here, this rank of torchrun's world, or one process."""
+    from .engine import train
+    from .engine.distributed import launch, train_distributed
+
+    rank0 = world is None or world[0] == 0
+    echo = lambda m: click.echo(m, err=True)  # noqa: E731
+    if procs > 1 and world is None:
+        return launch(procs, cfg, out_dir, resume=resume, force=force, progress=not quiet, opts=opts)
+    if world is not None:
+        return train_distributed(cfg, out_dir, resume=resume, force=force, progress=not quiet and rank0,
+                                 log=echo if rank0 else None, opts=opts, data=data)
+    if opts.global_relations or opts.sync_bn:
+        echo("note: one process: --global-relations/--sync-bn change nothing (relations span the whole batch)")
+    return train(cfg, out_dir, resume=resume, force=force, progress=not quiet, log=echo, data=data)
 
 
 def _check_resume_loggers(rd) -> None:
