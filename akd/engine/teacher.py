@@ -62,7 +62,8 @@ def list_teachers(cache_dir: str | None = None) -> list[dict[str, Any]]:
     rows = []
     root = cache_root(cache_dir) / "teachers"
     for d in sorted(root.glob("*")) if root.exists() else []:
-        s, stored = RunDir(d).read_summary(), RunDir(d).read_config()
+        rd = RunDir(d)
+        s, stored = rd.read_summary(), rd.read_config()
         if not isinstance(s, dict) or not isinstance(stored, dict) or "config" not in stored:
             continue  # not a teacher run folder (or a damaged one)
         c = stored["config"]
